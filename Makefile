@@ -1,0 +1,32 @@
+# The two entry points of the README. Both install what they need into .venv first.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint install clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## demo: generate a cluster configuration for the embedded sim provider and validate it
+demo: $(BIN)/.installed
+	$(BIN)/anywhere generate clusterconfig demo --provider sim > demo.yaml
+	$(BIN)/anywhere validate -f demo.yaml
+
+## lint: ruff and the type checker (strict on anywhere.api)
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+## test: lint, then every test
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) demo.yaml .pytest_cache .mypy_cache .ruff_cache .hypothesis

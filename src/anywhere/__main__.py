@@ -1,0 +1,3 @@
+from anywhere.cli.main import run
+
+run()

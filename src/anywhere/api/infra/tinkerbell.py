@@ -1,0 +1,727 @@
+"""Specification rules of the ``tinkerbell`` (bare metal) provider.
+
+Only what can be checked from the files alone lives here: hardware inventory, BMC reachability and
+whether an IP is already taken are checked by the provider when it runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+import struct
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from anywhere.api.config import ClusterConfig
+from anywhere.api.errors import ErrorList, FieldError
+from anywhere.api.infra._rules import ProviderRules, ProviderSample, immutable
+from anywhere.api.v1alpha1._base import ObjectMeta, Ref
+from anywhere.api.v1alpha1.cluster import Cluster, WorkerNodeGroupConfiguration
+from anywhere.api.v1alpha1.tinkerbell import (
+    HostOSConfiguration,
+    LabelSelector,
+    TinkerbellDatacenterConfig,
+    TinkerbellDatacenterConfigSpec,
+    TinkerbellMachineConfig,
+    TinkerbellMachineConfigSpec,
+    TinkerbellTemplateConfig,
+    UserConfiguration,
+)
+
+UBUNTU = "ubuntu"
+BOTTLEROCKET = "bottlerocket"
+REDHAT = "redhat"
+OS_FAMILIES = (UBUNTU, BOTTLEROCKET, REDHAT)
+DEFAULT_OS_FAMILY = BOTTLEROCKET
+DEFAULT_USER = "ec2-user"
+TEMPLATE_KIND = TinkerbellTemplateConfig.KIND
+TEMPLATE_VERSION = "0.1"
+IN_PLACE = "InPlace"
+ROLLING_UPDATE = "RollingUpdate"
+# While the CLI runs an operation it may change fields that are otherwise fixed.
+MANAGED_BY_CLI_ANNOTATION = "anywhere.eks.amazonaws.com/managed-by-cli"
+
+LABEL_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+_OPERATORS_WITH_VALUES = ("In", "NotIn")
+_MAX_NAME_LENGTH = 200
+_MIN_WORKERLESS_VERSION = (1, 22)
+_UNSUPPORTED_VERSION = (1, 20)
+
+_T = TypeVar("_T")
+# A worker node group with its index and the machine config it refers to (if the file holds it).
+_Group = tuple[int, WorkerNodeGroupConfiguration, TinkerbellMachineConfig | None]
+
+# --------------------------------------------------------------------------- defaults
+
+
+def default_machine(machine: TinkerbellMachineConfig) -> None:
+    """osFamily defaults to bottlerocket, the one OS whose images EKS Anywhere imports itself."""
+    if not machine.spec.os_family:
+        machine.spec.os_family = DEFAULT_OS_FAMILY
+
+
+# --------------------------------------------------------------------------- datacenter
+
+
+def validate_datacenter(datacenter: TinkerbellDatacenterConfig) -> list[FieldError]:
+    errors = ErrorList(datacenter.ref)
+    spec = datacenter.spec
+    if not spec.tinkerbell_ip:
+        errors.add("spec.tinkerbellIP", "tinkerbellIP is required: a free IP for the Tinkerbell stack")
+    else:
+        try:
+            ipaddress.ip_address(spec.tinkerbell_ip)
+        except ValueError:
+            errors.add("spec.tinkerbellIP", f"{spec.tinkerbell_ip!r} is not a valid IP address")
+    _check_url(errors, "spec.osImageURL", spec.os_image_url)
+    _check_url(errors, "spec.hookImagesURLPath", spec.hook_images_url_path)
+    if spec.hook_iso_url:
+        if spec.iso_boot:
+            _check_url(errors, "spec.hookIsoURL", spec.hook_iso_url)
+        else:
+            errors.add("spec.hookIsoURL", "hookIsoURL can only be set when isoBoot is true")
+    return errors.errors
+
+
+def datacenter_update(old: TinkerbellDatacenterConfig, new: TinkerbellDatacenterConfig) -> list[FieldError]:
+    errors = immutable(new.ref, "spec.tinkerbellIP", old.spec.tinkerbell_ip, new.spec.tinkerbell_ip)
+    if MANAGED_BY_CLI_ANNOTATION not in new.annotations:
+        errors += immutable(
+            new.ref, "spec.hookImagesURLPath", old.spec.hook_images_url_path, new.spec.hook_images_url_path
+        )
+        errors += immutable(
+            new.ref,
+            "spec.skipLoadBalancerDeployment",
+            bool(old.spec.skip_load_balancer_deployment),
+            bool(new.spec.skip_load_balancer_deployment),
+        )
+    return errors
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def validate_machine(machine: TinkerbellMachineConfig) -> list[FieldError]:
+    errors = ErrorList(machine.ref)
+    spec = machine.spec
+    _validate_hardware_selection(errors, spec)
+
+    if not spec.os_family:
+        errors.add("spec.osFamily", f"osFamily is required; use one of {', '.join(OS_FAMILIES)}")
+    elif spec.os_family not in OS_FAMILIES:
+        errors.add(
+            "spec.osFamily", f"{spec.os_family!r} is not supported; use one of {', '.join(OS_FAMILIES)}"
+        )
+
+    _check_url(errors, "spec.osImageURL", spec.os_image_url)
+
+    ref = spec.template_ref
+    if ref is not None:
+        if ref.kind and ref.kind != TEMPLATE_KIND:
+            errors.add(
+                "spec.templateRef.kind",
+                f"{ref.kind!r} is not supported; templateRef must name a {TEMPLATE_KIND}",
+            )
+        if ref.kind and not ref.name:
+            errors.add(
+                "spec.templateRef.name", f"name the {TEMPLATE_KIND} to use, or leave templateRef empty"
+            )
+
+    # Users may be left out: the CLI adds ec2-user and generates a key for users without one.
+    for i, user in enumerate(spec.users or []):
+        _validate_user(errors, f"spec.users[{i}]", user)
+
+    _validate_host_os(errors, spec.host_os_configuration, spec.os_family)
+    return errors.errors
+
+
+def _validate_hardware_selection(errors: ErrorList, spec: TinkerbellMachineConfigSpec) -> None:
+    selector = spec.hardware_selector or {}
+    affinity = spec.hardware_affinity
+    if selector and affinity is not None:
+        errors.add(
+            "spec.hardwareAffinity", "hardwareSelector and hardwareAffinity are mutually exclusive; use one"
+        )
+        return
+    if not selector and affinity is None:
+        errors.add(
+            "spec.hardwareSelector",
+            "hardware selection is required: "
+            "set hardwareSelector (one label, e.g. type: cp) or hardwareAffinity",
+        )
+        return
+    if selector:
+        if len(selector) != 1:
+            errors.add(
+                "spec.hardwareSelector",
+                f"hardwareSelector must hold exactly one key-value pair, found {len(selector)}",
+            )
+        return
+    assert affinity is not None
+    if not affinity.required:
+        errors.add("spec.hardwareAffinity.required", "hardwareAffinity.required must have at least one term")
+    for i, required in enumerate(affinity.required or []):
+        _validate_label_selector(
+            errors, f"spec.hardwareAffinity.required[{i}].labelSelector", required.label_selector
+        )
+    for i, weighted in enumerate(affinity.preferred or []):
+        path = f"spec.hardwareAffinity.preferred[{i}]"
+        if weighted.weight is None or not 1 <= weighted.weight <= 100:
+            errors.add(f"{path}.weight", f"weight must be between 1 and 100, got {weighted.weight}")
+        term = weighted.hardware_affinity_term
+        _validate_label_selector(
+            errors, f"{path}.hardwareAffinityTerm.labelSelector", term.label_selector if term else None
+        )
+
+
+def _validate_label_selector(errors: ErrorList, path: str, selector: LabelSelector | None) -> None:
+    if selector is None:
+        return
+    for j, expr in enumerate(selector.match_expressions or []):
+        field = f"{path}.matchExpressions[{j}]"
+        if expr.operator not in LABEL_OPERATORS:
+            errors.add(
+                f"{field}.operator",
+                f"{expr.operator!r} is not a label selector operator; "
+                f"use one of {', '.join(LABEL_OPERATORS)}",
+            )
+        elif expr.operator in _OPERATORS_WITH_VALUES and not expr.values:
+            errors.add(f"{field}.values", f"operator {expr.operator} needs at least one value")
+        elif expr.operator not in _OPERATORS_WITH_VALUES and expr.values:
+            errors.add(f"{field}.values", f"operator {expr.operator} takes no values")
+
+
+def _validate_user(errors: ErrorList, path: str, user: UserConfiguration) -> None:
+    if not user.name:
+        errors.add(f"{path}.name", f"user name is required, e.g. {DEFAULT_USER}")
+    for k, key in enumerate(user.ssh_authorized_keys or []):
+        # An empty key asks the CLI to generate one.
+        if key:
+            problem = ssh_public_key_problem(key)
+            if problem:
+                errors.add(f"{path}.sshAuthorizedKeys[{k}]", f"not a valid SSH public key: {problem}")
+
+
+def _validate_host_os(errors: ErrorList, config: HostOSConfiguration | None, os_family: str | None) -> None:
+    if config is None:
+        return
+    base = "spec.hostOSConfiguration"
+    ntp = config.ntp_configuration
+    if ntp is not None:
+        if not ntp.servers:
+            errors.add(f"{base}.ntpConfiguration.servers", "at least one NTP server is required")
+        bad = [server for server in ntp.servers or [] if not _valid_ntp_server(server)]
+        if bad:
+            errors.add(f"{base}.ntpConfiguration.servers", f"ntp servers [{', '.join(bad)}] are not valid")
+    for i, bundle in enumerate(config.cert_bundles or []):
+        path = f"{base}.certBundles[{i}]"
+        if os_family != BOTTLEROCKET:
+            errors.add(path, f"certBundles can only be used with osFamily {BOTTLEROCKET}")
+            continue
+        if not bundle.name:
+            errors.add(f"{path}.name", "cert bundle name is required")
+        problem = _pem_certificates_problem(bundle.data or "")
+        if problem:
+            errors.add(f"{path}.data", problem)
+    bottlerocket = config.bottlerocket_configuration
+    if bottlerocket is None:
+        return
+    path = f"{base}.bottlerocketConfiguration"
+    if os_family != BOTTLEROCKET:
+        errors.add(path, f"bottlerocketConfiguration can only be used with osFamily {BOTTLEROCKET}")
+        return
+    kubernetes = bottlerocket.kubernetes
+    if kubernetes is not None:
+        if any(not value for value in kubernetes.allowed_unsafe_sysctls or []):
+            errors.add(f"{path}.kubernetes.allowedUnsafeSysctls", "entries cannot be empty strings")
+        for ip in kubernetes.cluster_dns_ips or []:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                errors.add(f"{path}.kubernetes.clusterDNSIPs", f"{ip!r} is not a valid IP address")
+        if kubernetes.max_pods is not None and kubernetes.max_pods < 0:
+            errors.add(f"{path}.kubernetes.maxPods", "maxPods cannot be negative")
+    if bottlerocket.kernel is not None and "" in (bottlerocket.kernel.sysctl_settings or {}):
+        errors.add(f"{path}.kernel.sysctlSettings", "sysctl setting keys cannot be empty")
+    if bottlerocket.boot is not None and "" in (bottlerocket.boot.boot_kernel_parameters or {}):
+        errors.add(f"{path}.boot.bootKernelParameters", "boot kernel parameter keys cannot be empty")
+
+
+def machine_update(old: TinkerbellMachineConfig, new: TinkerbellMachineConfig) -> list[FieldError]:
+    """osFamily and the first user (name and first key) are fixed once machines exist."""
+    ref = new.ref
+    errors = immutable(ref, "spec.osFamily", old.spec.os_family, new.spec.os_family)
+    old_users, new_users = old.spec.users or [], new.spec.users or []
+    errors += immutable(ref, "spec.users", len(old_users), len(new_users))
+    if old_users and new_users:
+        errors += immutable(ref, "spec.users[0].name", old_users[0].name, new_users[0].name)
+        old_keys = old_users[0].ssh_authorized_keys or []
+        new_keys = new_users[0].ssh_authorized_keys or []
+        errors += immutable(ref, "spec.users[0].sshAuthorizedKeys", len(old_keys), len(new_keys))
+        if old_keys and new_keys:
+            errors += immutable(ref, "spec.users[0].sshAuthorizedKeys[0]", old_keys[0], new_keys[0])
+    return errors
+
+
+# --------------------------------------------------------------------------- template
+
+
+def validate_template(template_config: TinkerbellTemplateConfig) -> list[FieldError]:
+    """The checks Tinkerbell applies when it parses a workflow template, all at once."""
+    errors = ErrorList(template_config.ref)
+    workflow = template_config.spec.template
+    if workflow is None:
+        errors.add("spec.template", "template is required: a Tinkerbell workflow with at least one task")
+        return errors.errors
+    _check_name(errors, "spec.template.name", workflow.name, "template")
+    if workflow.version != TEMPLATE_VERSION:
+        errors.add(
+            "spec.template.version",
+            f"template version must be {TEMPLATE_VERSION!r}, got {workflow.version!r}",
+        )
+    if workflow.global_timeout is not None and workflow.global_timeout < 0:
+        errors.add("spec.template.global_timeout", "global_timeout cannot be negative")
+    if not workflow.tasks:
+        errors.add("spec.template.tasks", "template must have at least one task")
+    task_names: set[str] = set()
+    for i, task in enumerate(workflow.tasks or []):
+        path = f"spec.template.tasks[{i}]"
+        _check_name(errors, f"{path}.name", task.name, "task")
+        if task.name:
+            if task.name in task_names:
+                errors.add(
+                    f"{path}.name", f"two tasks in a template cannot have the same name ({task.name!r})"
+                )
+            task_names.add(task.name)
+        if not task.worker:
+            errors.add(
+                f"{path}.worker", "worker is required, e.g. '{{.device_1}}' (the machine being provisioned)"
+            )
+        action_names: set[str] = set()
+        for j, action in enumerate(task.actions or []):
+            action_path = f"{path}.actions[{j}]"
+            _check_name(errors, f"{action_path}.name", action.name, "action")
+            if action.name:
+                if action.name in action_names:
+                    errors.add(
+                        f"{action_path}.name",
+                        f"two actions in a task cannot have the same name ({action.name!r})",
+                    )
+                action_names.add(action.name)
+            if not action.image:
+                errors.add(f"{action_path}.image", "action image is required")
+            elif not valid_image_reference(action.image):
+                errors.add(
+                    f"{action_path}.image", f"{action.image!r} is not a valid container image reference"
+                )
+            if action.timeout is not None and action.timeout < 0:
+                errors.add(f"{action_path}.timeout", "timeout cannot be negative (seconds)")
+    return errors.errors
+
+
+def _check_name(errors: ErrorList, field: str, name: str | None, what: str) -> None:
+    if not name:
+        errors.add(field, f"{what} name is required")
+    elif len(name) >= _MAX_NAME_LENGTH:
+        errors.add(field, f"{what} name must be shorter than {_MAX_NAME_LENGTH} characters")
+
+
+# --------------------------------------------------------------------------- cluster-wide
+
+
+def validate_cluster(config: ClusterConfig) -> list[FieldError]:
+    """Rules that need the Cluster and its Tinkerbell objects together (no hardware needed)."""
+    datacenter = config.datacenter
+    if not isinstance(datacenter, TinkerbellDatacenterConfig):
+        return []
+    cluster = config.cluster
+    spec = cluster.spec
+    errors = ErrorList(cluster.ref)
+    found: list[FieldError] = []
+    version = _minor_version(spec.kubernetes_version)
+    control_plane = spec.control_plane_configuration
+
+    if version == _UNSUPPORTED_VERSION:
+        errors.add("spec.kubernetesVersion", "Kubernetes 1.20 is not supported on bare metal")
+    if spec.external_etcd_configuration is not None:
+        errors.add(
+            "spec.externalEtcdConfiguration",
+            "external etcd is not supported on bare metal; remove it to run etcd on the control plane nodes",
+        )
+    if not cluster.worker_groups:
+        if version is not None and version < _MIN_WORKERLESS_VERSION:
+            errors.add(
+                "spec.workerNodeGroupConfigurations",
+                f"a cluster without worker node groups needs Kubernetes 1.22 or later "
+                f"(kubernetesVersion is {spec.kubernetes_version})",
+            )
+        if control_plane is not None and control_plane.taints:
+            errors.add(
+                "spec.controlPlaneConfiguration.taints",
+                "control plane nodes cannot be tainted when there are no worker node groups: "
+                "every pod has to run on them",
+            )
+
+    endpoint = control_plane.endpoint.host if control_plane and control_plane.endpoint else None
+    if datacenter.spec.tinkerbell_ip and datacenter.spec.tinkerbell_ip == endpoint:
+        found.append(
+            FieldError(
+                datacenter.ref,
+                "spec.tinkerbellIP",
+                f"tinkerbellIP {endpoint} is also the control plane endpoint "
+                "(Cluster spec.controlPlaneConfiguration.endpoint.host); give them two distinct IPs",
+            )
+        )
+    if spec.proxy_configuration is not None and not datacenter.spec.hook_images_url_path:
+        found.append(
+            FieldError(
+                datacenter.ref,
+                "spec.hookImagesURLPath",
+                "a locally hosted hookImagesURLPath is required when the cluster uses a proxy "
+                "(spec.proxyConfiguration)",
+            )
+        )
+
+    cp_machine = _machine(config, control_plane.machine_group_ref if control_plane else None)
+    groups = [
+        (i, group, _machine(config, group.machine_group_ref)) for i, group in enumerate(cluster.worker_groups)
+    ]
+    etcd = spec.external_etcd_configuration
+    etcd_machine = _machine(config, etcd.machine_group_ref if etcd else None)
+    used = _unique([m for m in (cp_machine, *(m for _, _, m in groups), etcd_machine) if m is not None])
+
+    for machine in used:
+        if machine.namespace != datacenter.namespace:
+            found.append(
+                FieldError(
+                    machine.ref,
+                    "metadata.namespace",
+                    f"namespace {machine.namespace!r} must match the namespace of {datacenter.ref} "
+                    f"({datacenter.namespace!r})",
+                )
+            )
+        ref = machine.spec.template_ref
+        if (
+            ref is not None
+            and ref.name
+            and (ref.kind or TEMPLATE_KIND) == TEMPLATE_KIND
+            and not isinstance(config.get(TEMPLATE_KIND, ref.name), TinkerbellTemplateConfig)
+        ):
+            found.append(
+                FieldError(
+                    machine.ref,
+                    "spec.templateRef.name",
+                    f"{TEMPLATE_KIND} {ref.name!r} is not in the configuration",
+                )
+            )
+
+    cp_family = cp_machine.spec.os_family if cp_machine else None
+    if cp_machine is not None and cp_family:
+        others = [(m, "worker node group") for _, _, m in groups] + [(etcd_machine, "etcd")]
+        for other, role in others:
+            if other is not None and other.spec.os_family and other.spec.os_family != cp_family:
+                found.append(
+                    FieldError(
+                        other.ref,
+                        "spec.osFamily",
+                        f"{role} osFamily {other.spec.os_family!r} differs from the control plane's "
+                        f"{cp_family!r} ({cp_machine.ref}); all machines of a cluster share one osFamily",
+                    )
+                )
+
+    found += _os_image_errors(cluster, datacenter, cp_machine, groups, used)
+    _rollout_rules(errors, cluster, cp_machine, groups)
+    return _unique([*errors.errors, *found])
+
+
+def _os_image_errors(
+    cluster: Cluster,
+    datacenter: TinkerbellDatacenterConfig,
+    cp_machine: TinkerbellMachineConfig | None,
+    groups: list[_Group],
+    used: list[TinkerbellMachineConfig],
+) -> list[FieldError]:
+    found: list[FieldError] = []
+    dc_url = datacenter.spec.os_image_url
+    for machine in used:
+        url = machine.spec.os_image_url
+        if url and dc_url:
+            found.append(
+                FieldError(
+                    machine.ref,
+                    "spec.osImageURL",
+                    f"osImageURL is also set on {datacenter.ref}; set it on the datacenter or on the "
+                    "machine configs, not both",
+                )
+            )
+        elif not url and not dc_url and machine.spec.os_family and machine.spec.os_family != BOTTLEROCKET:
+            found.append(
+                FieldError(
+                    machine.ref,
+                    "spec.osImageURL",
+                    f"osImageURL is required for osFamily {machine.spec.os_family}: only bottlerocket images "
+                    f"are imported automatically; set it here or on {datacenter.ref}",
+                )
+            )
+    cluster_version = cluster.spec.kubernetes_version
+    if not cluster_version:
+        return found
+    if dc_url:
+        versions = [
+            cluster_version,
+            *(g.kubernetes_version for g in cluster.worker_groups if g.kubernetes_version),
+        ]
+        for version in dict.fromkeys(versions):
+            if not _url_has_version(dc_url, version):
+                found.append(
+                    FieldError(
+                        datacenter.ref,
+                        "spec.osImageURL",
+                        _missing_version_message(version),
+                    )
+                )
+        return found
+    checks: list[tuple[TinkerbellMachineConfig | None, str]] = [(cp_machine, cluster_version)]
+    checks += [(m, g.kubernetes_version or cluster_version) for _, g, m in groups]
+    for checked, version in checks:
+        url = checked.spec.os_image_url if checked else None
+        # Bottlerocket machines without a URL get the image of the release bundle.
+        if checked is not None and url and not _url_has_version(url, version):
+            found.append(
+                FieldError(
+                    checked.ref,
+                    "spec.osImageURL",
+                    _missing_version_message(version),
+                )
+            )
+    return found
+
+
+def _rollout_rules(
+    errors: ErrorList,
+    cluster: Cluster,
+    cp_machine: TinkerbellMachineConfig | None,
+    groups: list[_Group],
+) -> None:
+    control_plane = cluster.spec.control_plane_configuration
+    cp_strategy = control_plane.upgrade_rollout_strategy if control_plane else None
+    cp_type = (cp_strategy.type if cp_strategy else None) or ROLLING_UPDATE
+    if cp_type == IN_PLACE and cp_machine is not None and cp_machine.spec.os_family != UBUNTU:
+        errors.add(
+            "spec.controlPlaneConfiguration.upgradeRolloutStrategy.type",
+            f"InPlace upgrades are only supported on the {UBUNTU} OS family "
+            f"({cp_machine.ref} is {cp_machine.spec.os_family})",
+        )
+    for i, group in enumerate(cluster.worker_groups):
+        machine = next((m for j, _, m in groups if j == i), None)
+        strategy = group.upgrade_rollout_strategy
+        group_type = (strategy.type if strategy else None) or ROLLING_UPDATE
+        path = f"spec.workerNodeGroupConfigurations[{i}]"
+        if group_type == IN_PLACE and machine is not None and machine.spec.os_family != UBUNTU:
+            errors.add(
+                f"{path}.upgradeRolloutStrategy.type",
+                f"InPlace upgrades are only supported on the {UBUNTU} OS family "
+                f"({machine.ref} is {machine.spec.os_family})",
+            )
+        if group_type != cp_type:
+            errors.add(
+                f"{path}.upgradeRolloutStrategy.type",
+                f"upgrade rollout strategy {group_type} differs from the control plane's {cp_type}; "
+                "they must be the same",
+            )
+        if cp_type == IN_PLACE and group.autoscaling_configuration is not None:
+            errors.add(
+                f"{path}.autoscalingConfiguration", "autoscaling is not supported with InPlace upgrades"
+            )
+
+
+def _machine(config: ClusterConfig, ref: Ref | None) -> TinkerbellMachineConfig | None:
+    if ref is None or not ref.name:
+        return None
+    obj = config.get(ref.kind or TinkerbellMachineConfig.KIND, ref.name)
+    return obj if isinstance(obj, TinkerbellMachineConfig) else None
+
+
+def _minor_version(version: str | None) -> tuple[int, int] | None:
+    match = re.fullmatch(r"v?(\d+)\.(\d+)", version or "")
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _missing_version_message(version: str) -> str:
+    spellings = ", ".join(version.replace(".", sep) for sep in (".", "-", "_"))
+    return f"osImageURL must name Kubernetes version {version} (as {spellings} or {version.replace('.', '')})"
+
+
+def _url_has_version(url: str, version: str) -> bool:
+    """Whether the URL names the version as 1.30, 1-30, 1_30 or 130."""
+    strip = str.maketrans("", "", "-._")
+    return version.translate(strip) in url.translate(strip)
+
+
+def _unique(items: list[_T]) -> list[_T]:
+    seen: list[_T] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+# --------------------------------------------------------------------------- value checks
+
+
+def _check_url(errors: ErrorList, field: str, value: str | None) -> None:
+    if value and not valid_url(value):
+        errors.add(field, f"{value!r} is not a valid URL; give an absolute URL such as http://host/path")
+
+
+def valid_url(value: str) -> bool:
+    """An absolute URL with a scheme and a host, and no whitespace."""
+    if any(ch.isspace() for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", parts.scheme) and parts.netloc)
+
+
+def _valid_ntp_server(server: str) -> bool:
+    candidate = server if "://" in server else f"udp://{server}"
+    return valid_url(candidate) and bool(urlsplit(candidate).hostname)
+
+
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s*(.*?)\s*-----END CERTIFICATE-----", re.S)
+
+
+def _pem_certificates_problem(data: str) -> str | None:
+    """Why ``data`` is not a PEM bundle of certificates, or ``None`` when it is one."""
+    blocks = _PEM_CERT.findall(data)
+    if not blocks:
+        return "not a PEM certificate bundle (no BEGIN CERTIFICATE block)"
+    for n, block in enumerate(blocks, 1):
+        try:
+            der = base64.b64decode("".join(block.split()), validate=True)
+        except (binascii.Error, ValueError):
+            return f"certificate {n} is not valid base64"
+        if not _der_sequence(der):
+            return f"certificate {n} is not a DER-encoded certificate"
+    return None
+
+
+def _der_sequence(der: bytes) -> bool:
+    """Whether ``der`` is exactly one DER SEQUENCE, the outer shape of an X.509 certificate."""
+    if len(der) < 2 or der[0] != 0x30:
+        return False
+    length, offset = der[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or len(der) < 2 + count:
+            return False
+        length, offset = int.from_bytes(der[2 : 2 + count], "big"), 2 + count
+    return offset + length == len(der)
+
+
+_SSH_KEY_TYPES = frozenset(
+    {
+        "ssh-rsa",
+        "ssh-dss",
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    }
+)
+
+
+def ssh_public_key_problem(line: str) -> str | None:
+    """Why ``line`` is not an authorized_keys entry (``[options] type base64 [comment]``), or ``None``."""
+    fields = line.split()
+    for i, token in enumerate(fields):
+        key_type = token.removesuffix("-cert-v01@openssh.com")
+        if key_type not in _SSH_KEY_TYPES:
+            continue
+        if i + 1 >= len(fields):
+            return f"the {token} key has no base64 body"
+        try:
+            blob = base64.b64decode(fields[i + 1], validate=True)
+        except (binascii.Error, ValueError):
+            return "the key body is not valid base64"
+        if len(blob) < 4:
+            return "the key body is truncated"
+        (size,) = struct.unpack(">I", blob[:4])
+        if blob[4 : 4 + size] != token.encode():
+            return f"the key body does not hold a {token} key"
+        return None
+    return f"no known key type; expected one of {', '.join(sorted(_SSH_KEY_TYPES))}"
+
+
+_DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/)?"
+    rf"{_PATH_PART}(?:/{_PATH_PART})*"
+    r"(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+
+
+def valid_image_reference(image: str) -> bool:
+    """A container image reference: ``[registry[:port]/]path[:tag][@digest]``, lower-case path."""
+    if not _IMAGE_REFERENCE.fullmatch(image):
+        return False
+    name = image.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return len(name) <= 255
+
+
+# --------------------------------------------------------------------------- sample
+
+
+def sample(cluster_name: str) -> ProviderSample:
+    datacenter = TinkerbellDatacenterConfig(
+        metadata=ObjectMeta(name=cluster_name),
+        spec=TinkerbellDatacenterConfigSpec(tinkerbell_ip="10.80.8.91"),
+    )
+
+    def machine(name: str, role: str) -> TinkerbellMachineConfig:
+        return TinkerbellMachineConfig(
+            metadata=ObjectMeta(name=name),
+            spec=TinkerbellMachineConfigSpec(
+                hardware_selector={"type": role},
+                os_family=DEFAULT_OS_FAMILY,
+                template_ref=Ref(),
+                # An empty key asks the CLI to generate a key pair for the user.
+                users=[UserConfiguration(name=DEFAULT_USER, ssh_authorized_keys=[""])],
+            ),
+        )
+
+    return ProviderSample(
+        datacenter,
+        machine(f"{cluster_name}-cp", "cp"),
+        machine(cluster_name, "worker"),
+        endpoint_host="10.80.8.90",
+    )
+
+
+RULES = ProviderRules(
+    name="tinkerbell",
+    datacenter_kind=TinkerbellDatacenterConfig,
+    machine_kind=TinkerbellMachineConfig,
+    sample=sample,
+    endpoint_required=True,
+    control_plane_only_allowed=True,
+    in_place_upgrade_allowed=True,
+    kindnetd_allowed=False,
+    default_machine=default_machine,
+    validate_datacenter=validate_datacenter,
+    validate_machine=validate_machine,
+    validate_cluster=validate_cluster,
+    datacenter_update=datacenter_update,
+    machine_update=machine_update,
+    extra_kinds=(TinkerbellTemplateConfig,),
+)

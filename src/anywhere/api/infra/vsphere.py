@@ -1,0 +1,646 @@
+"""Specification rules of the vSphere provider: defaults, static validation, immutable fields, sample.
+
+Only what can be decided from the objects themselves lives here. Whether the datacenter, network,
+datastore or template exist, whether the thumbprint matches the server's certificate and whether a
+datastore has room are questions for vCenter and belong to the provider, not to this layer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import posixpath
+import re
+from urllib.parse import urlsplit
+
+from anywhere.api.config import ClusterConfig
+from anywhere.api.errors import ErrorList, FieldError
+from anywhere.api.infra._rules import ProviderRules, ProviderSample, immutable
+from anywhere.api.v1alpha1._base import Object, ObjectMeta
+from anywhere.api.v1alpha1.cluster import Cluster
+from anywhere.api.v1alpha1.vsphere import (
+    BottlerocketConfiguration,
+    CertBundle,
+    FailureDomain,
+    HostOSConfiguration,
+    NTPConfiguration,
+    UserConfiguration,
+    VSphereDatacenterConfig,
+    VSphereDatacenterConfigSpec,
+    VSphereMachineConfig,
+    VSphereMachineConfigSpec,
+)
+
+BOTTLEROCKET = "bottlerocket"
+UBUNTU = "ubuntu"
+REDHAT = "redhat"
+OS_FAMILIES = (BOTTLEROCKET, UBUNTU, REDHAT)
+CLONE_MODES = ("fullClone", "linkedClone")
+BOTTLEROCKET_DEFAULT_USER = "ec2-user"
+DEFAULT_USER = "capv"
+DEFAULT_OS_FAMILY = BOTTLEROCKET
+DEFAULT_MEMORY_MIB = 8192
+MIN_MEMORY_MIB = 2048
+DEFAULT_NUM_CPUS = 2
+DEFAULT_DISK_GIB = 25
+MAX_NETWORKS = 2
+PAUSED_ANNOTATION = "anywhere.eks.amazonaws.com/paused"
+IN_PLACE = "InPlace"
+
+_THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){19}(?:(?::[0-9A-Fa-f]{2}){12})?$")
+_PEM_BLOCK = re.compile(r"-----BEGIN ([^-\r\n]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+_SSH_KEY_TYPES = (
+    "ssh-rsa",
+    "ssh-dss",
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+_VERSION_SEPARATORS = re.compile(r"[-._]")
+
+
+# --- helpers shared by defaults, validation and updates -------------------------------------------
+
+
+def full_network_path(network: str | None, datacenter: str | None) -> str | None:
+    """A network name made absolute (``/<datacenter>/network/<name>``), as EKS Anywhere defaults it.
+
+    Any value starting with ``/`` is kept as written: EKS Anywhere would prefix one naming another
+    datacenter too, producing a path vCenter cannot find; validation reports it instead.
+    """
+    if not network or not datacenter:
+        return network
+    if network.startswith("/"):
+        return network
+    return f"/{datacenter}/network/{network}"
+
+
+def effective_os_family(machine: VSphereMachineConfig) -> str:
+    """The OS family the machine config will have once defaulted."""
+    return machine.spec.os_family or DEFAULT_OS_FAMILY
+
+
+def is_paused(obj: Object) -> bool:
+    """Reconciliation of the object is paused: EKS Anywhere skips its immutability checks then."""
+    return obj.annotations.get(PAUSED_ANNOTATION) == "true"
+
+
+def _network_prefix(datacenter: str) -> str:
+    return posixpath.join(f"/{datacenter}", "network")
+
+
+# --- defaults -------------------------------------------------------------------------------------
+
+
+def default_datacenter(datacenter: VSphereDatacenterConfig) -> None:
+    """Make network paths absolute and drop the thumbprint in insecure mode."""
+    spec = datacenter.spec
+    spec.network = full_network_path(spec.network, spec.datacenter)
+    for domain in spec.failure_domains or []:
+        domain.network = full_network_path(domain.network, spec.datacenter)
+    if spec.insecure:
+        spec.thumbprint = None
+
+
+def default_machine(machine: VSphereMachineConfig) -> None:
+    """OS family, memory (at least 2048 MiB), CPUs and the first user, as the EKS Anywhere CLI does.
+
+    Disk size and clone mode depend on the template (does it have snapshots, how large is its disk)
+    and so are left to the provider, which can ask vCenter.
+    """
+    spec = machine.spec
+    if not spec.os_family:
+        spec.os_family = DEFAULT_OS_FAMILY
+    if spec.memory_mib is None or spec.memory_mib <= 0:
+        spec.memory_mib = DEFAULT_MEMORY_MIB
+    if spec.memory_mib < MIN_MEMORY_MIB:
+        spec.memory_mib = MIN_MEMORY_MIB
+    if spec.num_cpus is None or spec.num_cpus <= 0:
+        spec.num_cpus = DEFAULT_NUM_CPUS
+    if not spec.users:
+        spec.users = [UserConfiguration()]
+    first = spec.users[0]
+    if not first.name:
+        first.name = BOTTLEROCKET_DEFAULT_USER if spec.os_family == BOTTLEROCKET else DEFAULT_USER
+
+
+# --- datacenter -----------------------------------------------------------------------------------
+
+
+def validate_datacenter(datacenter: VSphereDatacenterConfig) -> list[FieldError]:
+    errors = ErrorList(datacenter.ref)
+    spec = datacenter.spec
+    if not spec.server:
+        errors.add("spec.server", "server is required: the vCenter server's FQDN or IP address")
+    if not spec.datacenter:
+        errors.add("spec.datacenter", "datacenter is required: the name of the vSphere datacenter")
+    if not spec.network:
+        errors.add("spec.network", "network is required: the VM network, e.g. /<datacenter>/network/<name>")
+    else:
+        _check_network_path(errors, "spec.network", spec.network, spec.datacenter)
+    if spec.thumbprint and not spec.insecure and not _THUMBPRINT.match(spec.thumbprint):
+        errors.add(
+            "spec.thumbprint",
+            f"{spec.thumbprint!r} is not a certificate thumbprint; give the SHA-1 fingerprint as "
+            "colon-separated hex pairs, e.g. 1E:3B:A1:...:9F (govc about.cert -thumbprint -k)",
+        )
+    _validate_failure_domains(errors, spec)
+    return errors.errors
+
+
+def _check_network_path(errors: ErrorList, field: str, network: str, datacenter: str | None) -> None:
+    if not datacenter:
+        return
+    path = full_network_path(network, datacenter) or ""
+    prefix = _network_prefix(datacenter)
+    if not path.startswith(prefix):
+        errors.add(
+            field,
+            f"invalid path {path!r}: a network must be under {prefix!r}; give its name or its full path",
+        )
+
+
+def _validate_failure_domains(errors: ErrorList, spec: VSphereDatacenterConfigSpec) -> None:
+    seen: set[str] = set()
+    for i, domain in enumerate(spec.failure_domains or []):
+        path = f"spec.failureDomains[{i}]"
+        for field, value in _failure_domain_fields(domain):
+            if not value:
+                errors.add(f"{path}.{field}", f"{field} is not set or is empty; a failure domain needs it")
+        if domain.name:
+            if domain.name in seen:
+                errors.add(f"{path}.name", f"failure domain name {domain.name!r} is used more than once")
+            seen.add(domain.name)
+        if domain.network:
+            _check_network_path(errors, f"{path}.network", domain.network, spec.datacenter)
+
+
+def _failure_domain_fields(domain: FailureDomain) -> list[tuple[str, str | None]]:
+    return [
+        ("name", domain.name),
+        ("computeCluster", domain.compute_cluster),
+        ("resourcePool", domain.resource_pool),
+        ("datastore", domain.datastore),
+        ("folder", domain.folder),
+        ("network", domain.network),
+    ]
+
+
+def datacenter_update(old: VSphereDatacenterConfig, new: VSphereDatacenterConfig) -> list[FieldError]:
+    """Server, datacenter and network cannot change (compared once network paths are made absolute)."""
+    if is_paused(old):
+        return []
+    return [
+        *immutable(new.ref, "spec.server", old.spec.server, new.spec.server),
+        *immutable(new.ref, "spec.datacenter", old.spec.datacenter, new.spec.datacenter),
+        *immutable(
+            new.ref,
+            "spec.network",
+            full_network_path(old.spec.network, old.spec.datacenter),
+            full_network_path(new.spec.network, new.spec.datacenter),
+        ),
+    ]
+
+
+# --- machine --------------------------------------------------------------------------------------
+
+
+def validate_machine(machine: VSphereMachineConfig) -> list[FieldError]:
+    errors = ErrorList(machine.ref)
+    spec = machine.spec
+    if not spec.datastore:
+        errors.add("spec.datastore", "datastore is required, e.g. /<datacenter>/datastore/<name>")
+    if not spec.resource_pool:
+        errors.add(
+            "spec.resourcePool", "resourcePool is required, e.g. /<datacenter>/host/<cluster>/Resources"
+        )
+    if spec.os_family and spec.os_family not in OS_FAMILIES:
+        errors.add(
+            "spec.osFamily",
+            f"osFamily {spec.os_family!r} is not supported; use one of {', '.join(OS_FAMILIES)}",
+        )
+    os_family = effective_os_family(machine)
+    if spec.memory_mib is not None and spec.memory_mib < MIN_MEMORY_MIB:
+        errors.add("spec.memoryMiB", f"memoryMiB {spec.memory_mib} is below the minimum of {MIN_MEMORY_MIB}")
+    if spec.num_cpus is not None and spec.num_cpus < 1:
+        errors.add("spec.numCPUs", f"numCPUs {spec.num_cpus} must be at least 1")
+    if spec.disk_gib is not None and spec.disk_gib < 0:
+        errors.add("spec.diskGiB", f"diskGiB {spec.disk_gib} cannot be negative")
+    if spec.clone_mode and spec.clone_mode not in CLONE_MODES:
+        allowed = ", ".join(CLONE_MODES)
+        errors.add("spec.cloneMode", f"cloneMode {spec.clone_mode!r} is not supported; use one of {allowed}")
+    if spec.os_family in (UBUNTU, REDHAT) and not spec.template:
+        errors.add(
+            "spec.template",
+            f"template is required for osFamily {spec.os_family!r}: only Bottlerocket templates are "
+            "imported automatically",
+        )
+    _validate_networks(errors, spec)
+    _validate_users(errors, spec.users, os_family)
+    _validate_host_os(errors, spec.host_os_configuration, os_family)
+    return errors.errors
+
+
+def _validate_networks(errors: ErrorList, spec: VSphereMachineConfigSpec) -> None:
+    networks = spec.networks or []
+    if len(networks) > MAX_NETWORKS:
+        errors.add("spec.networks", f"at most {MAX_NETWORKS} networks can be given, got {len(networks)}")
+    for i, network in enumerate(networks):
+        if not network:
+            errors.add(f"spec.networks[{i}]", "network name cannot be empty")
+
+
+def _validate_users(errors: ErrorList, users: list[UserConfiguration] | None, os_family: str) -> None:
+    if not users:
+        return
+    first = users[0]
+    if os_family == BOTTLEROCKET and first.name and first.name != BOTTLEROCKET_DEFAULT_USER:
+        errors.add(
+            "spec.users[0].name",
+            f"users[0].name {first.name!r} is invalid; use {BOTTLEROCKET_DEFAULT_USER!r} for Bottlerocket",
+        )
+    for i, user in enumerate(users):
+        for j, key in enumerate(user.ssh_authorized_keys or []):
+            if key and not _is_ssh_public_key(key):
+                errors.add(
+                    f"spec.users[{i}].sshAuthorizedKeys[{j}]",
+                    "not a valid SSH public key; expected '<type> <base64 key> [comment]', "
+                    "e.g. a line of ~/.ssh/id_ed25519.pub",
+                )
+
+
+def _is_ssh_public_key(line: str) -> bool:
+    """An authorized_keys line: optional options, a key type, the base64 key blob naming that type."""
+    fields = line.split()
+    while fields and fields[0] not in _SSH_KEY_TYPES:
+        fields = fields[1:]  # leading options such as from="..." or no-pty
+    if len(fields) < 2:
+        return False
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if len(blob) < 4:
+        return False
+    length = int.from_bytes(blob[:4], "big")
+    return blob[4 : 4 + length] == fields[0].encode()
+
+
+def _validate_host_os(errors: ErrorList, config: HostOSConfiguration | None, os_family: str) -> None:
+    if config is None:
+        return
+    base = "spec.hostOSConfiguration"
+    _validate_ntp(errors, f"{base}.ntpConfiguration", config.ntp_configuration)
+    for i, bundle in enumerate(config.cert_bundles or []):
+        _validate_cert_bundle(errors, f"{base}.certBundles[{i}]", bundle, os_family)
+    _validate_bottlerocket(
+        errors, f"{base}.bottlerocketConfiguration", config.bottlerocket_configuration, os_family
+    )
+
+
+def _validate_ntp(errors: ErrorList, path: str, ntp: NTPConfiguration | None) -> None:
+    if ntp is None:
+        return
+    if not ntp.servers:
+        errors.add(f"{path}.servers", "ntpConfiguration.servers cannot be empty")
+        return
+    for i, server in enumerate(ntp.servers):
+        if not _is_ntp_server(server):
+            errors.add(f"{path}.servers[{i}]", f"ntp server {server!r} is not valid; give a host name or IP")
+
+
+def _is_ntp_server(server: str) -> bool:
+    if not server or any(c.isspace() for c in server):
+        return False
+    if "://" in server:
+        url = server
+    else:
+        try:
+            is_v6 = ipaddress.ip_address(server).version == 6
+        except ValueError:
+            is_v6 = False
+        url = f"udp://[{server}]" if is_v6 else f"udp://{server}"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return False
+    return bool(parts.scheme) and bool(parts.hostname)
+
+
+def _validate_cert_bundle(errors: ErrorList, path: str, bundle: CertBundle, os_family: str) -> None:
+    if os_family != BOTTLEROCKET:
+        errors.add(path, f"certBundles can only be used with osFamily {BOTTLEROCKET!r}, not {os_family!r}")
+        return
+    if not bundle.name:
+        errors.add(f"{path}.name", "certBundles name cannot be empty")
+    problem = _certificate_problem(bundle.data or "")
+    if problem:
+        errors.add(f"{path}.data", problem)
+
+
+def _certificate_problem(text: str) -> str | None:
+    """Why ``text`` is not a bundle of PEM certificates, or ``None`` when it is one."""
+    blocks = _PEM_BLOCK.findall(text)
+    if not blocks:
+        return "failed to parse certificate PEM: no PEM block found"
+    for label, body in blocks:
+        payload = "".join(line for line in body.splitlines() if ":" not in line)
+        try:
+            der = base64.b64decode("".join(payload.split()), validate=True)
+        except (binascii.Error, ValueError):
+            return f"failed to parse certificate: the {label} block is not valid base64"
+        if label.strip() != "CERTIFICATE" or not _looks_like_certificate(der):
+            return f"failed to parse certificate: the {label} block is not an X.509 certificate"
+    return None
+
+
+def _looks_like_certificate(der: bytes) -> bool:
+    """A DER X.509 certificate: SEQUENCE { SEQUENCE tbs, SEQUENCE algorithm, BIT STRING signature }."""
+    outer = _der_element(der, 0)
+    if outer is None or outer[0] != 0x30 or outer[2] != len(der):
+        return False
+    tags = []
+    offset = outer[1]
+    while offset < len(der):
+        element = _der_element(der, offset)
+        if element is None:
+            return False
+        tags.append(element[0])
+        offset = element[2]
+    return tags == [0x30, 0x30, 0x03]
+
+
+def _der_element(data: bytes, offset: int) -> tuple[int, int, int] | None:
+    """``(tag, content start, end)`` of the DER element at ``offset``, if well-formed."""
+    if offset + 2 > len(data):
+        return None
+    tag, first = data[offset], data[offset + 1]
+    start = offset + 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or start + count > len(data):
+            return None
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    end = start + length
+    return (tag, start, end) if end <= len(data) else None
+
+
+def _validate_bottlerocket(
+    errors: ErrorList, path: str, config: BottlerocketConfiguration | None, os_family: str
+) -> None:
+    if config is None:
+        return
+    if os_family != BOTTLEROCKET:
+        errors.add(
+            path,
+            f"bottlerocketConfiguration can only be used with osFamily {BOTTLEROCKET!r}, not {os_family!r}",
+        )
+        return
+    kubernetes = config.kubernetes
+    if kubernetes is not None:
+        for i, sysctl in enumerate(kubernetes.allowed_unsafe_sysctls or []):
+            if not sysctl:
+                errors.add(f"{path}.kubernetes.allowedUnsafeSysctls[{i}]", "an unsafe sysctl cannot be empty")
+        for i, ip in enumerate(kubernetes.cluster_dns_ips or []):
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                errors.add(f"{path}.kubernetes.clusterDNSIPs[{i}]", f"{ip!r} is not a valid IP address")
+        if kubernetes.max_pods is not None and kubernetes.max_pods < 0:
+            errors.add(f"{path}.kubernetes.maxPods", f"maxPods {kubernetes.max_pods} cannot be negative")
+    if config.kernel is not None and "" in (config.kernel.sysctl_settings or {}):
+        errors.add(f"{path}.kernel.sysctlSettings", "sysctlSettings key cannot be empty")
+    if config.boot is not None and "" in (config.boot.boot_kernel_parameters or {}):
+        errors.add(f"{path}.boot.bootKernelParameters", "bootKernelParameters key cannot be empty")
+
+
+def machine_update(old: VSphereMachineConfig, new: VSphereMachineConfig) -> list[FieldError]:
+    """osFamily and storagePolicyName cannot change, as EKS Anywhere's webhook has it.
+
+    The webhook distinguishes machine configs of management and workload clusters, of control
+    plane, etcd and workers, but in every case only these two fields are refused.
+    """
+    if is_paused(old):
+        return []
+    return [
+        *immutable(new.ref, "spec.osFamily", effective_os_family(old), effective_os_family(new)),
+        *immutable(
+            new.ref,
+            "spec.storagePolicyName",
+            old.spec.storage_policy_name or None,
+            new.spec.storage_policy_name or None,
+        ),
+    ]
+
+
+# --- cluster-wide ---------------------------------------------------------------------------------
+
+
+def _machine(config: ClusterConfig, name: str | None) -> VSphereMachineConfig | None:
+    obj = config.get(VSphereMachineConfig.KIND, name)
+    return obj if isinstance(obj, VSphereMachineConfig) else None
+
+
+def _template_has_version(template: str, version: str) -> bool:
+    return _VERSION_SEPARATORS.sub("", version) in _VERSION_SEPARATORS.sub("", template)
+
+
+def validate_cluster(config: ClusterConfig) -> list[FieldError]:
+    """Rules spanning the Cluster and its machine configs; references that resolve to nothing are the
+    cluster validation's to report, so they are skipped here."""
+    cluster = config.cluster
+    errors = ErrorList(cluster.ref)
+    spec = cluster.spec
+    control_plane = spec.control_plane_configuration
+    cp_ref = control_plane.machine_group_ref if control_plane else None
+    cp_machine = _machine(config, cp_ref.name if cp_ref else None)
+
+    if control_plane and control_plane.endpoint and control_plane.endpoint.host:
+        host = control_plane.endpoint.host
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            errors.add(
+                "spec.controlPlaneConfiguration.endpoint.host",
+                f"{host!r} is not an IP address; vSphere needs a free IP for the control plane endpoint",
+            )
+
+    etcd = spec.external_etcd_configuration
+    etcd_ref = etcd.machine_group_ref if etcd else None
+    etcd_machine = _machine(config, etcd_ref.name if etcd_ref else None)
+
+    if cp_machine is not None:
+        errors.extend(_same_os_and_template(config, cluster, cp_machine, etcd_machine))
+    errors.extend(_template_versions(config, cluster, cp_machine, etcd_machine))
+    errors.extend(_in_place_os(config, cluster, cp_machine))
+    return errors.errors
+
+
+def _same_os_and_template(
+    config: ClusterConfig,
+    cluster: Cluster,
+    cp_machine: VSphereMachineConfig,
+    etcd_machine: VSphereMachineConfig | None,
+) -> list[FieldError]:
+    """Workers and etcd run the control plane's OS family; etcd also runs its template."""
+    errors = ErrorList(cluster.ref)
+    cp_os = effective_os_family(cp_machine)
+    for i, group in enumerate(cluster.worker_groups):
+        worker = _machine(config, group.machine_group_ref.name if group.machine_group_ref else None)
+        if worker is not None and effective_os_family(worker) != cp_os:
+            errors.add(
+                f"spec.workerNodeGroupConfigurations[{i}].machineGroupRef",
+                f"{worker.ref} has osFamily {effective_os_family(worker)!r} but the control plane's "
+                f"{cp_machine.ref} has {cp_os!r}; control plane and worker nodes must have the same "
+                "osFamily",
+            )
+    if etcd_machine is None:
+        return errors.errors
+    field = "spec.externalEtcdConfiguration.machineGroupRef"
+    if effective_os_family(etcd_machine) != cp_os:
+        errors.add(
+            field,
+            f"{etcd_machine.ref} has osFamily {effective_os_family(etcd_machine)!r} but the control "
+            f"plane's {cp_machine.ref} has {cp_os!r}; control plane and etcd machines must have the "
+            "same osFamily",
+        )
+    etcd_template, cp_template = etcd_machine.spec.template or None, cp_machine.spec.template or None
+    if etcd_template != cp_template:
+        errors.add(
+            field,
+            f"{etcd_machine.ref} uses template {etcd_template!r} but the control plane's "
+            f"{cp_machine.ref} uses {cp_template!r}; control plane and etcd machines must have the "
+            "same template",
+        )
+    return errors.errors
+
+
+def _template_versions(
+    config: ClusterConfig,
+    cluster: Cluster,
+    cp_machine: VSphereMachineConfig | None,
+    etcd_machine: VSphereMachineConfig | None,
+) -> list[FieldError]:
+    """Each template must name the Kubernetes version its machines run (1.30, 1-30, 1_30 or 130)."""
+    version = cluster.spec.kubernetes_version
+    wanted: list[tuple[VSphereMachineConfig, str]] = []
+    if version:
+        wanted += [(m, version) for m in (cp_machine, etcd_machine) if m is not None]
+    for group in cluster.worker_groups:
+        worker = _machine(config, group.machine_group_ref.name if group.machine_group_ref else None)
+        group_version = group.kubernetes_version or version
+        if worker is not None and group_version:
+            wanted.append((worker, group_version))
+    errors: list[FieldError] = []
+    seen: set[tuple[str, str]] = set()
+    for machine, kube_version in wanted:
+        template = machine.spec.template
+        if not template or (machine.name, kube_version) in seen:
+            continue
+        seen.add((machine.name, kube_version))
+        if not _template_has_version(template, kube_version):
+            errors.append(
+                FieldError(
+                    machine.ref,
+                    "spec.template",
+                    f"template {template!r} does not name Kubernetes version {kube_version}; its name must "
+                    f"contain it (e.g. {kube_version}, {kube_version.replace('.', '-')} or "
+                    f"{kube_version.replace('.', '')})",
+                )
+            )
+    return errors
+
+
+def _in_place_os(
+    config: ClusterConfig, cluster: Cluster, cp_machine: VSphereMachineConfig | None
+) -> list[FieldError]:
+    """In-place upgrades replace packages on running nodes, which only Ubuntu machines support."""
+    errors: list[FieldError] = []
+    message = "InPlace upgrades are only supported on the ubuntu OS family; {ref} has osFamily {os!r}"
+    control_plane = cluster.spec.control_plane_configuration
+    strategy = control_plane.upgrade_rollout_strategy if control_plane else None
+    if strategy and strategy.type == IN_PLACE and cp_machine and effective_os_family(cp_machine) != UBUNTU:
+        errors.append(
+            FieldError(
+                cluster.ref,
+                "spec.controlPlaneConfiguration.upgradeRolloutStrategy.type",
+                message.format(ref=cp_machine.ref, os=effective_os_family(cp_machine)),
+            )
+        )
+    for i, group in enumerate(cluster.worker_groups):
+        group_strategy = group.upgrade_rollout_strategy
+        if not group_strategy or group_strategy.type != IN_PLACE:
+            continue
+        worker = _machine(config, group.machine_group_ref.name if group.machine_group_ref else None)
+        if worker is not None and effective_os_family(worker) != UBUNTU:
+            errors.append(
+                FieldError(
+                    cluster.ref,
+                    f"spec.workerNodeGroupConfigurations[{i}].upgradeRolloutStrategy.type",
+                    message.format(ref=worker.ref, os=effective_os_family(worker)),
+                )
+            )
+    return errors
+
+
+# --- sample ---------------------------------------------------------------------------------------
+
+
+def sample(cluster_name: str) -> ProviderSample:
+    """What ``generate clusterconfig --provider vsphere`` writes: placeholders to replace with real
+    vCenter paths. Without an SSH key, one is generated at create time; Bottlerocket needs no template."""
+    datacenter = VSphereDatacenterConfig(
+        metadata=ObjectMeta(name=cluster_name),
+        spec=VSphereDatacenterConfigSpec(
+            server="vcenter.example.com",
+            datacenter="Datacenter",
+            network="/Datacenter/network/VM Network",
+            insecure=False,
+        ),
+    )
+
+    def machine(name: str) -> VSphereMachineConfig:
+        return VSphereMachineConfig(
+            metadata=ObjectMeta(name=name),
+            spec=VSphereMachineConfigSpec(
+                disk_gib=DEFAULT_DISK_GIB,
+                datastore="/Datacenter/datastore/datastore1",
+                folder=f"/Datacenter/vm/{cluster_name}",
+                num_cpus=DEFAULT_NUM_CPUS,
+                memory_mib=DEFAULT_MEMORY_MIB,
+                os_family=DEFAULT_OS_FAMILY,
+                resource_pool="/Datacenter/host/Cluster/Resources",
+                users=[UserConfiguration(name=BOTTLEROCKET_DEFAULT_USER)],
+            ),
+        )
+
+    return ProviderSample(
+        datacenter, machine(f"{cluster_name}-cp"), machine(cluster_name), endpoint_host="10.0.0.10"
+    )
+
+
+RULES = ProviderRules(
+    name="vsphere",
+    datacenter_kind=VSphereDatacenterConfig,
+    machine_kind=VSphereMachineConfig,
+    sample=sample,
+    endpoint_required=True,
+    control_plane_only_allowed=False,
+    in_place_upgrade_allowed=True,
+    kindnetd_allowed=False,
+    default_datacenter=default_datacenter,
+    default_machine=default_machine,
+    validate_datacenter=validate_datacenter,
+    validate_machine=validate_machine,
+    validate_cluster=validate_cluster,
+    datacenter_update=datacenter_update,
+    machine_update=machine_update,
+)

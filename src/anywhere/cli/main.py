@@ -1,0 +1,161 @@
+"""The ``anywhere`` command, mirroring ``eksctl anywhere``.
+
+Every failure ends with a one-line reason on stderr (or one line per validation error) and a
+non-zero exit; a traceback is shown only with ``ANYWHERE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+
+from anywhere import __version__
+from anywhere.api import (
+    ClusterConfig,
+    FieldError,
+    LoadedConfig,
+    LoadError,
+    SpecError,
+    check_config,
+    create_checks,
+    dump_config,
+    load_file,
+    validate_update,
+)
+from anywhere.api.crds import all_crds
+from anywhere.api.generate import DEFAULT_KUBERNETES_VERSION, generate_config
+from anywhere.api.infra import PROVIDERS, rules_for_datacenter
+
+app = typer.Typer(
+    name="anywhere",
+    help="Kubernetes cluster lifecycle management for infrastructure you own.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+generate_app = typer.Typer(help="Generate cluster configurations and CRDs.", no_args_is_help=True)
+app.add_typer(generate_app, name="generate")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def version() -> None:
+    """Print the version of anywhere."""
+    out.print(f"anywhere {__version__}")
+
+
+def _load(path: Path) -> LoadedConfig:
+    try:
+        loaded = load_file(path)
+        for warning in loaded.source_map.warnings:
+            err.print(f"warning: {warning}", markup=False)
+        return loaded
+    except LoadError as exc:
+        for line in exc.lines():
+            err.print(line, markup=False)
+        fail(f"{path}: {len(exc.errors)} error(s); fix them and run again")
+    except SpecError as exc:
+        fail(str(exc))
+
+
+def _report(loaded: LoadedConfig, errors: list[FieldError], what: str) -> None:
+    if not errors:
+        return
+    for error in errors:
+        err.print(loaded.source_map.locate(error), markup=False)
+    fail(f"{loaded.source_map.source}: {len(errors)} {what} error(s); fix them and run again")
+
+
+def _summary(config: ClusterConfig) -> str:
+    cluster = config.cluster
+    spec = cluster.spec
+    datacenter = config.datacenter
+    rules = rules_for_datacenter(datacenter.kind) if datacenter is not None else None
+    control_plane = spec.control_plane_configuration.count if spec.control_plane_configuration else 0
+    groups = cluster.worker_groups
+    workers = sum(g.count or 0 for g in groups)
+    role = "management" if cluster.is_self_managed else "workload"
+    return (
+        f"Cluster {cluster.name} is valid: {role} cluster on {rules.name if rules else 'unknown'}, "
+        f"Kubernetes {spec.kubernetes_version}, {control_plane} control plane, "
+        f"{len(groups)} worker group(s) with {workers} node(s)"
+    )
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Option("--file", "-f", help="The cluster configuration to check.")],
+    from_: Annotated[
+        Path | None,
+        typer.Option(
+            "--from", help="The configuration the cluster has now: also check that the change is allowed."
+        ),
+    ] = None,
+) -> None:
+    """Validate a cluster configuration: every error at once, each with its file, line and field."""
+    loaded = _load(file)
+    _report(loaded, check_config(loaded.config), "validation")
+    if from_ is not None:
+        old = _load(from_)
+        check_config(old.config)
+        _report(loaded, validate_update(old.config, loaded.config), "update")
+    for warning in create_checks(loaded.config):
+        err.print(f"warning: {loaded.source_map.locate(warning)} (refused by `create cluster`)", markup=False)
+    out.print(f"{file}: {_summary(loaded.config)}", markup=False)
+
+
+@generate_app.command("clusterconfig")
+def generate_clusterconfig(
+    name: Annotated[str, typer.Argument(help="The cluster's name.")],
+    provider: Annotated[
+        str, typer.Option("--provider", "-p", help=f"One of: {', '.join(PROVIDERS)}.")
+    ] = "sim",
+    kubernetes_version: Annotated[
+        str, typer.Option("--kubernetes-version", help="Kubernetes version (major.minor).")
+    ] = DEFAULT_KUBERNETES_VERSION,
+) -> None:
+    """Print a complete cluster configuration for a provider, ready to edit and validate."""
+    if provider not in PROVIDERS:
+        fail(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}", code=2)
+    config = generate_config(name, provider, kubernetes_version)
+    errors = check_config(copy.deepcopy(config))
+    if errors:
+        fail("; ".join(str(e) for e in errors))
+    sys.stdout.write(dump_config(config))
+
+
+@generate_app.command("crds")
+def generate_crds() -> None:
+    """Print the CustomResourceDefinitions of every kind, for a Kubernetes API server."""
+
+    sys.stdout.write(yaml.safe_dump_all(all_crds(), sort_keys=False))
+
+
+def run() -> None:
+    """Console entry point: typer, with bad input and unexpected failures turned into one line."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # the last line of defence: never a traceback for the user
+        if os.environ.get("ANYWHERE_DEBUG"):
+            raise
+        err.print(f"error: internal error: {type(exc).__name__}: {exc} (set ANYWHERE_DEBUG=1 for details)")
+        sys.exit(1)
