@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from tests.conftest import errors_at
 
 from anywhere.api import ClusterConfig, check_config
 from anywhere.api.v1alpha1._base import Ref
@@ -36,6 +35,7 @@ from anywhere.api.v1alpha1.cluster import (
     WorkerNodesRollingUpdateParams,
     WorkerNodesUpgradeRolloutStrategy,
 )
+from tests.conftest import errors_at
 
 Mutate = Callable[[ClusterConfig], None]
 

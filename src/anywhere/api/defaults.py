@@ -20,6 +20,7 @@ from anywhere.api.v1alpha1.cluster import (
     MachineHealthCheck,
     ManagementCluster,
     Nodes,
+    WorkerNodeGroupConfiguration,
     WorkerNodesRollingUpdateParams,
     WorkerNodesUpgradeRolloutStrategy,
 )
@@ -45,7 +46,6 @@ def default_cluster(cluster: Cluster, *, datacenter_kind: str | None = None) -> 
         spec.management_cluster = ManagementCluster(name=cluster.name)
     _default_network(cluster)
     _default_workers(cluster)
-    _default_rollout(cluster)
     _default_health_checks(cluster, tinkerbell=datacenter_kind == "TinkerbellDatacenterConfig")
     mirror = spec.registry_mirror_configuration
     if mirror is not None and not mirror.port:
@@ -105,24 +105,38 @@ def _default_workers(cluster: Cluster) -> None:
             group.count = autoscaling.min_count if autoscaling and autoscaling.min_count is not None else 1
 
 
-def _default_rollout(cluster: Cluster) -> None:
+def control_plane_rollout(cluster: Cluster) -> ControlPlaneUpgradeRolloutStrategy:
+    """The control plane's effective rollout: what the user set, else RollingUpdate with maxSurge 1.
+
+    EKS Anywhere applies this default when it renders the control plane, not in the spec (some
+    providers refuse any customization of the strategy), so it is computed here rather than stored.
+    """
     control_plane = cluster.spec.control_plane_configuration
-    if control_plane is not None:
-        strategy = control_plane.upgrade_rollout_strategy
-        if strategy is None:
-            strategy = control_plane.upgrade_rollout_strategy = ControlPlaneUpgradeRolloutStrategy()
-        if strategy.type is None:
-            strategy.type = ROLLING_UPDATE
-        if strategy.type == ROLLING_UPDATE and strategy.rolling_update is None:
-            strategy.rolling_update = ControlPlaneRollingUpdateParams(max_surge=1)
-    for group in cluster.spec.worker_node_group_configurations or []:
-        worker_strategy = group.upgrade_rollout_strategy
-        if worker_strategy is None:
-            worker_strategy = group.upgrade_rollout_strategy = WorkerNodesUpgradeRolloutStrategy()
-        if worker_strategy.type is None:
-            worker_strategy.type = ROLLING_UPDATE
-        if worker_strategy.type == ROLLING_UPDATE and worker_strategy.rolling_update is None:
-            worker_strategy.rolling_update = WorkerNodesRollingUpdateParams(max_surge=1, max_unavailable=0)
+    strategy = control_plane.upgrade_rollout_strategy if control_plane else None
+    kind = strategy.type if strategy and strategy.type else ROLLING_UPDATE
+    if kind != ROLLING_UPDATE:
+        return ControlPlaneUpgradeRolloutStrategy(type=kind)
+    surge = strategy.rolling_update.max_surge if strategy and strategy.rolling_update else None
+    return ControlPlaneUpgradeRolloutStrategy(
+        type=kind, rolling_update=ControlPlaneRollingUpdateParams(max_surge=1 if surge is None else surge)
+    )
+
+
+def worker_rollout(group: WorkerNodeGroupConfiguration) -> WorkerNodesUpgradeRolloutStrategy:
+    """A worker group's effective rollout: what the user set, else maxSurge 1 and maxUnavailable 0."""
+    strategy = group.upgrade_rollout_strategy
+    kind = strategy.type if strategy and strategy.type else ROLLING_UPDATE
+    if kind != ROLLING_UPDATE:
+        return WorkerNodesUpgradeRolloutStrategy(type=kind)
+    params = strategy.rolling_update if strategy else None
+    surge = params.max_surge if params else None
+    unavailable = params.max_unavailable if params else None
+    return WorkerNodesUpgradeRolloutStrategy(
+        type=kind,
+        rolling_update=WorkerNodesRollingUpdateParams(
+            max_surge=1 if surge is None else surge, max_unavailable=0 if unavailable is None else unavailable
+        ),
+    )
 
 
 def _default_health_checks(cluster: Cluster, *, tinkerbell: bool) -> None:

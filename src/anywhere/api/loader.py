@@ -371,7 +371,7 @@ _UNION_TAGS = {"int", "str", "float", "bool", "function-before[_version_text(), 
 
 
 def _short(value: Any) -> str:
-    text = repr(value.raw) if isinstance(value, YAMLFloat) else repr(value)
+    text = value.raw if isinstance(value, YAMLFloat) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -428,7 +428,7 @@ def sample(cluster_name: str) -> ProviderSample:
         ),
     )
     workers = control_plane.model_copy(deep=True, update={"metadata": ObjectMeta(name=cluster_name)})
-    return ProviderSample(datacenter, control_plane, workers, endpoint_host="192.168.1.100")
+    return ProviderSample(datacenter, control_plane, workers, endpoint_host="10.0.1.100")
 
 
 RULES = ProviderRules(

@@ -1,8 +1,12 @@
 """Specification rules of the vSphere provider: defaults, static validation, immutable fields, sample.
 
-Only what can be decided from the objects themselves lives here. Whether the datacenter, network,
-datastore or template exist, whether the thumbprint matches the server's certificate and whether a
-datastore has room are questions for vCenter and belong to the provider, not to this layer.
+Static validation (``validate_datacenter``, ``validate_machine``) is what EKS Anywhere's own
+``VSphereDatacenterConfig``/``VSphereMachineConfig`` validation checks. What its vSphere provider
+validator checks when a cluster is created, but that still needs no vCenter (thumbprint and SSH key
+formats, endpoint IP, template names, matching OS families, ...), is in ``create_checks``: EKS
+Anywhere's own spec test files break those rules with placeholders and are still valid specs.
+Whether the datacenter, network, datastore or template exist, whether the thumbprint matches the
+server's certificate and whether a datastore has room are questions for vCenter, not this layer.
 """
 
 from __future__ import annotations
@@ -142,12 +146,6 @@ def validate_datacenter(datacenter: VSphereDatacenterConfig) -> list[FieldError]
         errors.add("spec.network", "network is required: the VM network, e.g. /<datacenter>/network/<name>")
     else:
         _check_network_path(errors, "spec.network", spec.network, spec.datacenter)
-    if spec.thumbprint and not spec.insecure and not _THUMBPRINT.match(spec.thumbprint):
-        errors.add(
-            "spec.thumbprint",
-            f"{spec.thumbprint!r} is not a certificate thumbprint; give the SHA-1 fingerprint as "
-            "colon-separated hex pairs, e.g. 1E:3B:A1:...:9F (govc about.cert -thumbprint -k)",
-        )
     _validate_failure_domains(errors, spec)
     return errors.errors
 
@@ -224,70 +222,19 @@ def validate_machine(machine: VSphereMachineConfig) -> list[FieldError]:
             f"osFamily {spec.os_family!r} is not supported; use one of {', '.join(OS_FAMILIES)}",
         )
     os_family = effective_os_family(machine)
-    if spec.memory_mib is not None and spec.memory_mib < MIN_MEMORY_MIB:
-        errors.add("spec.memoryMiB", f"memoryMiB {spec.memory_mib} is below the minimum of {MIN_MEMORY_MIB}")
-    if spec.num_cpus is not None and spec.num_cpus < 1:
-        errors.add("spec.numCPUs", f"numCPUs {spec.num_cpus} must be at least 1")
-    if spec.disk_gib is not None and spec.disk_gib < 0:
-        errors.add("spec.diskGiB", f"diskGiB {spec.disk_gib} cannot be negative")
-    if spec.clone_mode and spec.clone_mode not in CLONE_MODES:
-        allowed = ", ".join(CLONE_MODES)
-        errors.add("spec.cloneMode", f"cloneMode {spec.clone_mode!r} is not supported; use one of {allowed}")
-    if spec.os_family in (UBUNTU, REDHAT) and not spec.template:
-        errors.add(
-            "spec.template",
-            f"template is required for osFamily {spec.os_family!r}: only Bottlerocket templates are "
-            "imported automatically",
-        )
-    _validate_networks(errors, spec)
-    _validate_users(errors, spec.users, os_family)
-    _validate_host_os(errors, spec.host_os_configuration, os_family)
-    return errors.errors
-
-
-def _validate_networks(errors: ErrorList, spec: VSphereMachineConfigSpec) -> None:
-    networks = spec.networks or []
-    if len(networks) > MAX_NETWORKS:
-        errors.add("spec.networks", f"at most {MAX_NETWORKS} networks can be given, got {len(networks)}")
-    for i, network in enumerate(networks):
-        if not network:
-            errors.add(f"spec.networks[{i}]", "network name cannot be empty")
-
-
-def _validate_users(errors: ErrorList, users: list[UserConfiguration] | None, os_family: str) -> None:
-    if not users:
-        return
-    first = users[0]
-    if os_family == BOTTLEROCKET and first.name and first.name != BOTTLEROCKET_DEFAULT_USER:
+    first = spec.users[0] if spec.users else None
+    if (
+        os_family == BOTTLEROCKET
+        and first is not None
+        and first.name
+        and first.name != BOTTLEROCKET_DEFAULT_USER
+    ):
         errors.add(
             "spec.users[0].name",
             f"users[0].name {first.name!r} is invalid; use {BOTTLEROCKET_DEFAULT_USER!r} for Bottlerocket",
         )
-    for i, user in enumerate(users):
-        for j, key in enumerate(user.ssh_authorized_keys or []):
-            if key and not _is_ssh_public_key(key):
-                errors.add(
-                    f"spec.users[{i}].sshAuthorizedKeys[{j}]",
-                    "not a valid SSH public key; expected '<type> <base64 key> [comment]', "
-                    "e.g. a line of ~/.ssh/id_ed25519.pub",
-                )
-
-
-def _is_ssh_public_key(line: str) -> bool:
-    """An authorized_keys line: optional options, a key type, the base64 key blob naming that type."""
-    fields = line.split()
-    while fields and fields[0] not in _SSH_KEY_TYPES:
-        fields = fields[1:]  # leading options such as from="..." or no-pty
-    if len(fields) < 2:
-        return False
-    try:
-        blob = base64.b64decode(fields[1], validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    if len(blob) < 4:
-        return False
-    length = int.from_bytes(blob[:4], "big")
-    return blob[4 : 4 + length] == fields[0].encode()
+    _validate_host_os(errors, spec.host_os_configuration, os_family)
+    return errors.errors
 
 
 def _validate_host_os(errors: ErrorList, config: HostOSConfiguration | None, os_family: str) -> None:
@@ -441,7 +388,7 @@ def machine_update(old: VSphereMachineConfig, new: VSphereMachineConfig) -> list
     ]
 
 
-# --- cluster-wide ---------------------------------------------------------------------------------
+# --- create-time checks ---------------------------------------------------------------------------
 
 
 def _machine(config: ClusterConfig, name: str | None) -> VSphereMachineConfig | None:
@@ -453,9 +400,88 @@ def _template_has_version(template: str, version: str) -> bool:
     return _VERSION_SEPARATORS.sub("", version) in _VERSION_SEPARATORS.sub("", template)
 
 
-def validate_cluster(config: ClusterConfig) -> list[FieldError]:
-    """Rules spanning the Cluster and its machine configs; references that resolve to nothing are the
-    cluster validation's to report, so they are skipped here."""
+def create_checks(config: ClusterConfig) -> list[FieldError]:
+    """What EKS Anywhere's vSphere provider validator refuses when a cluster is created, short of
+    asking vCenter: formats of the thumbprint and SSH keys, sizes, clone mode, networks, templates
+    (present for Ubuntu and RHEL, naming the Kubernetes version, shared by etcd and the control
+    plane), a control plane endpoint that is an IP, one OS family for every node, and InPlace
+    upgrades only on Ubuntu. References that resolve to nothing are cluster validation's to report."""
+    errors: list[FieldError] = []
+    datacenter = config.datacenter
+    if isinstance(datacenter, VSphereDatacenterConfig):
+        errors.extend(_datacenter_create_checks(datacenter))
+    for obj in config.of_kind(VSphereMachineConfig.KIND):
+        if isinstance(obj, VSphereMachineConfig):
+            errors.extend(_machine_create_checks(obj))
+    errors.extend(_cluster_create_checks(config))
+    return errors
+
+
+def _datacenter_create_checks(datacenter: VSphereDatacenterConfig) -> list[FieldError]:
+    errors = ErrorList(datacenter.ref)
+    spec = datacenter.spec
+    if spec.thumbprint and not spec.insecure and not _THUMBPRINT.match(spec.thumbprint):
+        errors.add(
+            "spec.thumbprint",
+            f"{spec.thumbprint!r} is not a certificate thumbprint; give the SHA-1 fingerprint as "
+            "colon-separated hex pairs, e.g. 1E:3B:A1:...:9F (govc about.cert -thumbprint -k)",
+        )
+    return errors.errors
+
+
+def _machine_create_checks(machine: VSphereMachineConfig) -> list[FieldError]:
+    errors = ErrorList(machine.ref)
+    spec = machine.spec
+    if spec.memory_mib is not None and spec.memory_mib < MIN_MEMORY_MIB:
+        errors.add("spec.memoryMiB", f"memoryMiB {spec.memory_mib} is below the minimum of {MIN_MEMORY_MIB}")
+    if spec.num_cpus is not None and spec.num_cpus < 1:
+        errors.add("spec.numCPUs", f"numCPUs {spec.num_cpus} must be at least 1")
+    if spec.disk_gib is not None and spec.disk_gib < 0:
+        errors.add("spec.diskGiB", f"diskGiB {spec.disk_gib} cannot be negative")
+    if spec.clone_mode and spec.clone_mode not in CLONE_MODES:
+        allowed = ", ".join(CLONE_MODES)
+        errors.add("spec.cloneMode", f"cloneMode {spec.clone_mode!r} is not supported; use one of {allowed}")
+    if spec.os_family in (UBUNTU, REDHAT) and not spec.template:
+        errors.add(
+            "spec.template",
+            f"template is required for osFamily {spec.os_family!r}: only Bottlerocket templates are "
+            "imported automatically",
+        )
+    networks = spec.networks or []
+    if len(networks) > MAX_NETWORKS:
+        errors.add("spec.networks", f"at most {MAX_NETWORKS} networks can be given, got {len(networks)}")
+    for i, network in enumerate(networks):
+        if not network:
+            errors.add(f"spec.networks[{i}]", "network name cannot be empty")
+    for i, user in enumerate(spec.users or []):
+        for j, key in enumerate(user.ssh_authorized_keys or []):
+            if key and not _is_ssh_public_key(key):
+                errors.add(
+                    f"spec.users[{i}].sshAuthorizedKeys[{j}]",
+                    "not a valid SSH public key; expected '<type> <base64 key> [comment]', "
+                    "e.g. a line of ~/.ssh/id_ed25519.pub",
+                )
+    return errors.errors
+
+
+def _is_ssh_public_key(line: str) -> bool:
+    """An authorized_keys line: optional options, a key type, the base64 key blob naming that type."""
+    fields = line.split()
+    while fields and fields[0] not in _SSH_KEY_TYPES:
+        fields = fields[1:]  # leading options such as from="..." or no-pty
+    if len(fields) < 2:
+        return False
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if len(blob) < 4:
+        return False
+    length = int.from_bytes(blob[:4], "big")
+    return blob[4 : 4 + length] == fields[0].encode()
+
+
+def _cluster_create_checks(config: ClusterConfig) -> list[FieldError]:
     cluster = config.cluster
     errors = ErrorList(cluster.ref)
     spec = cluster.spec
@@ -640,7 +666,7 @@ RULES = ProviderRules(
     default_machine=default_machine,
     validate_datacenter=validate_datacenter,
     validate_machine=validate_machine,
-    validate_cluster=validate_cluster,
+    create_checks=create_checks,
     datacenter_update=datacenter_update,
     machine_update=machine_update,
 )

@@ -3,24 +3,35 @@
 Some fields cannot change once a cluster exists (its endpoint, its networks, its datacenter) because
 changing them would need a new cluster; versions may only move forward, one minor at a time. The
 ``anywhere.eks.amazonaws.com/paused`` annotation on the existing Cluster lifts the immutability rules,
-as in EKS Anywhere: a paused cluster is not reconciled, so its spec may be edited freely (versions
-still may not go backwards).
+as in EKS Anywhere: a paused cluster is not reconciled, so its spec may be edited freely. Version
+moves are checked even then, because no reconcile could ever carry a cluster two minors at once.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from anywhere.api.config import ClusterConfig
 from anywhere.api.errors import ErrorList, FieldError
+from anywhere.api.infra import rules_for_datacenter
 from anywhere.api.infra._rules import immutable
 from anywhere.api.v1alpha1._base import Model, Ref
-from anywhere.api.v1alpha1.cluster import CIDRBlocks, Cluster, ClusterNetwork, ControlPlaneConfiguration
+from anywhere.api.v1alpha1.cluster import (
+    CIDRBlocks,
+    Cluster,
+    ClusterNetwork,
+    ClusterSpec,
+    ControlPlaneConfiguration,
+)
 from anywhere.api.validation import objects
 from anywhere.api.validation._common import SEMVER, minor_of
 
 PAUSED_ANNOTATION = "anywhere.eks.amazonaws.com/paused"
+SKIP_EKSA_SKEW_ANNOTATION = "anywhere.eks.amazonaws.com/skip-eksa-version-skew-check"
+EKSA_VERSION_INVALID = "EksaVersionInvalid"
 MAX_MINOR_STEP = 1
+WORKER_SKEW_MINORS = 2
 
 
 def is_paused(cluster: Cluster) -> bool:
@@ -40,15 +51,32 @@ def validate_update(old: ClusterConfig, new: ClusterConfig) -> list[FieldError]:
 
 
 def cluster_update(old: Cluster, new: Cluster) -> list[FieldError]:
-    """The Cluster's own update rules: immutable fields unless paused, and version moves always."""
+    """The Cluster's own update rules: immutable fields unless paused, version moves always."""
     errors = ErrorList(new.ref)
     if old.name != new.name:
         errors.add("metadata.name", f"a cluster cannot be renamed (was {old.name!r})")
     if not is_paused(old):
         _immutable_fields(errors, old, new)
-    _kubernetes_versions(errors, old, new)
-    _eksa_version(errors, old, new)
+        provider = rules_for_datacenter(new.spec.datacenter_ref.kind if new.spec.datacenter_ref else None)
+        if provider is not None:
+            errors.extend(provider.cluster_update(old, new))
+    _set_once(
+        errors,
+        "spec.bundlesRef",
+        old.spec.bundles_ref,
+        new.spec.bundles_ref is None and new.spec.eksa_version is None,
+    )
+    _set_once(errors, "spec.eksaVersion", old.spec.eksa_version, new.spec.eksa_version is None)
+    _version_step(errors, "spec.kubernetesVersion", old.spec.kubernetes_version, new.spec.kubernetes_version)
+    _worker_versions(errors, old, new)
+    if new.annotations.get(SKIP_EKSA_SKEW_ANNOTATION, "").lower() != "true":
+        _eksa_version(errors, old, new)
     return errors.errors
+
+
+def _set_once(errors: ErrorList, field: str, old_value: object, removed: bool) -> None:
+    if old_value is not None and removed:
+        errors.add(field, f"field cannot be removed after setting (was {_text(old_value)})")
 
 
 def _immutable_fields(errors: ErrorList, old: Cluster, new: Cluster) -> None:
@@ -58,7 +86,8 @@ def _immutable_fields(errors: ErrorList, old: Cluster, new: Cluster) -> None:
     def same(field: str, a: object, b: object) -> None:
         errors.extend(immutable(ref, field, a, b))
 
-    same("spec.managementCluster.name", _management_name(old), _management_name(new))
+    if not (old.is_self_managed and new.is_self_managed):
+        same("spec.managementCluster.name", _management_name(old), _management_name(new))
     same("spec.datacenterRef", _ref_text(before.datacenter_ref), _ref_text(after.datacenter_ref))
     same(
         "spec.controlPlaneConfiguration.endpoint.host",
@@ -71,29 +100,25 @@ def _immutable_fields(errors: ErrorList, old: Cluster, new: Cluster) -> None:
     same("spec.clusterNetwork.services", _blocks(old_net.services), _blocks(new_net.services))
     same("spec.clusterNetwork.dns", _dump(old_net.dns), _dump(new_net.dns))
     same("spec.clusterNetwork.nodes", _dump(old_net.nodes), _dump(new_net.nodes))
-    same("spec.proxyConfiguration", _dump(before.proxy_configuration), _dump(after.proxy_configuration))
-    old_etcd = "external" if before.external_etcd_configuration is not None else "stacked"
-    new_etcd = "external" if after.external_etcd_configuration is not None else "stacked"
-    same("spec.externalEtcdConfiguration", f"{old_etcd} etcd", f"{new_etcd} etcd")
-    if not new.is_self_managed:
+    same("spec.proxyConfiguration", _proxy(before), _proxy(after))
+    if before.external_etcd_configuration is None and after.external_etcd_configuration is not None:
+        errors.add("spec.externalEtcdConfiguration", "cannot switch from stacked to external etcd topology")
+    if before.external_etcd_configuration is not None and after.external_etcd_configuration is None:
+        errors.add("spec.externalEtcdConfiguration", "cannot switch from external to stacked etcd topology")
+    if not old.is_self_managed:
         same("spec.gitOpsRef", _ref_text(before.git_ops_ref), _ref_text(after.git_ops_ref))
-    old_cni = _cni_name(old_net)
-    new_cni = _cni_name(new_net)
-    if old_cni and new_cni and old_cni != new_cni:
-        errors.add("spec.clusterNetwork.cniConfig", f"the CNI cannot change from {old_cni} to {new_cni}")
-
-
-def _kubernetes_versions(errors: ErrorList, old: Cluster, new: Cluster) -> None:
-    _version_step(errors, "spec.kubernetesVersion", old.spec.kubernetes_version, new.spec.kubernetes_version)
-    old_groups = {g.name: g for g in old.worker_groups if g.name}
-    for index, group in enumerate(new.worker_groups):
-        before = old_groups.get(group.name or "")
-        if before is None:
-            continue
-        old_version = before.kubernetes_version or old.spec.kubernetes_version
-        new_version = group.kubernetes_version or new.spec.kubernetes_version
-        _version_step(
-            errors, f"spec.workerNodeGroupConfigurations[{index}].kubernetesVersion", old_version, new_version
+    old_iam, new_iam = _aws_iam(before.identity_provider_refs), _aws_iam(after.identity_provider_refs)
+    if old_iam is not None and new_iam is not None:
+        same("spec.identityProviderRefs", f"AWSIamConfig/{old_iam}", f"AWSIamConfig/{new_iam}")
+    old_cilium = old_net.cni_config.cilium if old_net.cni_config else None
+    new_cilium = new_net.cni_config.cilium if new_net.cni_config else None
+    if (
+        old_cilium is not None
+        and old_cilium.skip_upgrade
+        and (new_cilium is None or not new_cilium.skip_upgrade)
+    ):
+        errors.add(
+            "spec.clusterNetwork.cniConfig.cilium.skipUpgrade", "cannot toggle off skipUpgrade once enabled"
         )
 
 
@@ -102,13 +127,48 @@ def _version_step(errors: ErrorList, field: str, old: str | None, new: str | Non
     if old_minor is None or new_minor is None:
         return
     if new_minor < old_minor:
-        errors.add(field, f"cannot downgrade Kubernetes from {old} to {new}")
+        errors.add(field, f"kubernetes version downgrade is not supported ({old}) -> ({new})")
     elif new_minor - old_minor > MAX_MINOR_STEP:
         errors.add(
             field,
-            f"cannot upgrade Kubernetes from {old} to {new} in one step; upgrade one minor version at a time "
-            f"(next: 1.{old_minor + 1})",
+            f"only +1 minor version skew is supported, minor version skew detected {new_minor - old_minor} "
+            f"({old} -> {new}); upgrade to 1.{old_minor + 1} first",
         )
+
+
+def _worker_versions(errors: ErrorList, old: Cluster, new: Cluster) -> None:
+    """Worker groups move one minor at a time and stay at most two minors behind the control plane."""
+    old_groups = {g.name: g for g in old.worker_groups if g.name}
+    old_cp, new_cp = old.spec.kubernetes_version, new.spec.kubernetes_version
+    for index, group in enumerate(new.worker_groups):
+        field = f"spec.workerNodeGroupConfigurations[{index}].kubernetesVersion"
+        before = old_groups.get(group.name or "")
+        if before is not None:
+            if before.kubernetes_version is not None and group.kubernetes_version is None:
+                old_minor, new_minor = minor_of(old_cp), minor_of(new_cp)
+                if old_minor is not None and new_minor is not None and new_minor > old_minor:
+                    errors.add(
+                        field,
+                        "can't simultaneously remove worker kubernetesVersion and upgrade cluster level "
+                        f"kubernetesVersion ({new_cp}); do one, then the other",
+                    )
+                else:
+                    _version_step(errors, field, before.kubernetes_version, new_cp)
+            elif group.kubernetes_version is not None:
+                _version_step(errors, field, before.kubernetes_version or old_cp, group.kubernetes_version)
+        if group.kubernetes_version is None:
+            continue
+        cp_minor, worker_minor = minor_of(new_cp), minor_of(group.kubernetes_version)
+        if (
+            cp_minor is not None
+            and worker_minor is not None
+            and not 0 <= cp_minor - worker_minor <= WORKER_SKEW_MINORS
+        ):
+            errors.add(
+                field,
+                f"cluster level minor version must be within {WORKER_SKEW_MINORS} versions greater than worker "
+                f"node group version ({new_cp} vs {group.kubernetes_version})",
+            )
 
 
 def _eksa_version(errors: ErrorList, old: Cluster, new: Cluster) -> None:
@@ -116,16 +176,24 @@ def _eksa_version(errors: ErrorList, old: Cluster, new: Cluster) -> None:
     if before is None or after is None:
         return
     old_match, new_match = SEMVER.match(before), SEMVER.match(after)
-    if old_match is None or new_match is None:
+    if old_match is None:
+        return  # an invalid old version may always be corrected
+    if new_match is None:
+        errors.add("spec.eksaVersion", f"eksaVersion {after!r} is not a valid semver")
         return
-    old_parts = tuple(int(old_match.group(i)) for i in (1, 2, 3))
-    new_parts = tuple(int(new_match.group(i)) for i in (1, 2, 3))
-    if new_parts < old_parts:
-        errors.add("spec.eksaVersion", f"cannot downgrade eksaVersion from {before} to {after}")
-    elif new_parts[0] != old_parts[0] or new_parts[1] - old_parts[1] > MAX_MINOR_STEP:
+    old_major, old_minor = int(old_match.group(1)), int(old_match.group(2))
+    new_major, new_minor = int(new_match.group(1)), int(new_match.group(2))
+    if new_major != old_major or new_minor - old_minor > MAX_MINOR_STEP:
         errors.add(
             "spec.eksaVersion",
-            f"cannot move eksaVersion from {before} to {after}; upgrade at most one minor version at a time",
+            f"cannot upgrade to {after} from {before}: eksaVersion upgrades must have a skew of 1 minor version",
+        )
+        return
+    invalid_before = old.status is not None and old.status.failure_reason == EKSA_VERSION_INVALID
+    if new_minor < old_minor and not invalid_before:
+        errors.add(
+            "spec.eksaVersion",
+            f"cannot downgrade from {before} to {after}: eksaVersion upgrades must be incremental",
         )
 
 
@@ -138,24 +206,33 @@ def _ref_text(ref: Ref | None) -> str | None:
     return f"{ref.kind}/{ref.name}" if ref is not None else None
 
 
+def _aws_iam(refs: list[Ref] | None) -> str | None:
+    return next((ref.name for ref in refs or [] if ref.kind == "AWSIamConfig"), None)
+
+
 def _endpoint(control_plane: ControlPlaneConfiguration | None) -> str | None:
     endpoint = control_plane.endpoint if control_plane is not None else None
     return endpoint.host if endpoint is not None else None
 
 
 def _blocks(cidrs: CIDRBlocks | None) -> list[str]:
-    return list(cidrs.cidr_blocks or []) if cidrs is not None else []
+    """CIDR blocks compared as a multiset: reordering them is not a change."""
+    return sorted(cidrs.cidr_blocks or []) if cidrs is not None else []
+
+
+def _proxy(spec: ClusterSpec) -> dict[str, Any] | None:
+    proxy = spec.proxy_configuration
+    if proxy is None:
+        return None
+    value = proxy.to_dict()
+    if "noProxy" in value:
+        value["noProxy"] = sorted(Counter(value["noProxy"]).elements())
+    return value
 
 
 def _dump(model: Model | None) -> dict[str, Any] | None:
     return model.to_dict() if model is not None else None
 
 
-def _cni_name(network: ClusterNetwork) -> str | None:
-    config = network.cni_config
-    if config is not None:
-        if config.cilium is not None:
-            return "cilium"
-        if config.kindnetd is not None:
-            return "kindnetd"
-    return network.cni
+def _text(value: object) -> str:
+    return str(value.to_dict()) if isinstance(value, Model) else str(value)
