@@ -11,6 +11,7 @@ from anywhere.api.infra import vsphere
 from anywhere.api.v1alpha1._base import ObjectMeta
 from anywhere.api.v1alpha1.cluster import Cluster
 from anywhere.api.v1alpha1.vsphere import (
+    UserConfiguration,
     VSphereDatacenterConfig,
     VSphereMachineConfig,
 )
@@ -154,6 +155,8 @@ def test_full_yaml_loads_and_round_trips() -> None:
 def test_full_yaml_is_valid() -> None:
     assert vsphere.validate_datacenter(datacenter()) == []
     assert vsphere.validate_machine(machine()) == []
+    assert machine_checks(machine()) == []
+    assert datacenter_checks() == []
 
 
 def test_unknown_field_is_refused() -> None:
@@ -207,7 +210,7 @@ def test_sample_validates_clean() -> None:
         assert vsphere.validate_machine(m) == []
         vsphere.default_machine(m)
         assert vsphere.validate_machine(m) == []
-    assert vsphere.validate_cluster(sample_config()) == []
+    assert vsphere.create_checks(sample_config()) == []
     assert s.control_plane_machine.name == "prod-cp"
     assert s.worker_machine.name == "prod"
 
@@ -220,6 +223,64 @@ def test_rules_flags() -> None:
     assert rules.endpoint_required
     assert not rules.kindnetd_allowed
     assert not rules.control_plane_only_allowed
+    assert rules.in_place_upgrade_allowed  # EKS Anywhere renders InPlace for vSphere (Ubuntu only)
+    assert rules.create_checks is vsphere.create_checks
+    assert rules.validate_cluster(sample_config()) == []  # every cross-object rule is a create check
+
+
+def create_config(name: str = "prod") -> ClusterConfig:
+    """A Cluster and objects as EKS Anywhere's own spec test files write them: placeholders that
+    are a valid spec, although a create would refuse them."""
+    config = sample_config(name)
+    cluster = config.cluster
+    assert cluster.spec.control_plane_configuration is not None
+    assert cluster.spec.control_plane_configuration.endpoint is not None
+    cluster.spec.control_plane_configuration.endpoint.host = "test-ip"
+    dc, cp, workers = config.objects
+    assert isinstance(dc, VSphereDatacenterConfig)
+    assert isinstance(cp, VSphereMachineConfig)
+    assert isinstance(workers, VSphereMachineConfig)
+    dc.spec.thumbprint = "myTlsThumbprint"
+    cp.spec.os_family = "ubuntu"
+    cp.spec.template = "myTemplate"
+    cp.spec.users = [UserConfiguration(name="mySshUsername", ssh_authorized_keys=["mySshAuthorizedKey"])]
+    workers.spec.template = "myTemplate2"
+    return config
+
+
+def test_placeholders_pass_static_validation_but_not_create_checks() -> None:
+    config = create_config()
+    dc, cp, workers = config.objects
+    assert isinstance(dc, VSphereDatacenterConfig)
+    assert vsphere.validate_datacenter(dc) == []
+    for m in (cp, workers):
+        assert isinstance(m, VSphereMachineConfig)
+        assert vsphere.validate_machine(m) == []
+    assert vsphere.RULES.validate_cluster(config) == []
+    errors = vsphere.create_checks(config)
+    assert [(e.obj, e.field) for e in errors] == [
+        ("VSphereDatacenterConfig/prod", "spec.thumbprint"),
+        ("VSphereMachineConfig/prod-cp", "spec.users[0].sshAuthorizedKeys[0]"),
+        ("Cluster/prod", "spec.controlPlaneConfiguration.endpoint.host"),
+        ("Cluster/prod", "spec.workerNodeGroupConfigurations[0].machineGroupRef"),
+        ("VSphereMachineConfig/prod-cp", "spec.template"),
+        ("VSphereMachineConfig/prod", "spec.template"),
+    ]
+
+
+def datacenter_checks(**spec: Any) -> list[FieldError]:
+    """The create checks of the sample cluster with its datacenter replaced by ``datacenter(**spec)``."""
+    config = sample_config()
+    config.objects[0] = datacenter(**spec)
+    return vsphere.create_checks(config)
+
+
+def machine_checks(m: VSphereMachineConfig) -> list[FieldError]:
+    """The create checks of the sample cluster plus ``m`` (renamed ``spare``, used by no node)."""
+    config = sample_config()
+    m.metadata = ObjectMeta(name="spare")
+    config.objects.append(m)
+    return vsphere.create_checks(config)
 
 
 # --- datacenter defaults and rules --------------------------------------------------------------
@@ -246,12 +307,21 @@ def test_default_datacenter_makes_network_paths_absolute() -> None:
         ({"network": None}, "spec.network", "network is required"),
         ({"network": "/Other-DC/network/net"}, "spec.network", "must be under '/SDDC-Datacenter/network'"),
         ({"network": "/SDDC-Datacenter/vm/net"}, "spec.network", "invalid path"),
-        ({"thumbprint": "ABCDEFG"}, "spec.thumbprint", "not a certificate thumbprint"),
-        ({"thumbprint": "1E:3B:A1"}, "spec.thumbprint", "SHA-1 fingerprint"),
     ],
 )
 def test_datacenter_rule(spec: dict[str, Any], field: str, text: str) -> None:
     only(vsphere.validate_datacenter(datacenter(**spec)), field, text)
+
+
+@pytest.mark.parametrize(
+    ("thumbprint", "text"),
+    [("ABCDEFG", "not a certificate thumbprint"), ("1E:3B:A1", "SHA-1 fingerprint")],
+)
+def test_thumbprint_format_is_a_create_check(thumbprint: str, text: str) -> None:
+    assert vsphere.validate_datacenter(datacenter(thumbprint=thumbprint)) == []
+    errors = datacenter_checks(thumbprint=thumbprint)
+    only(errors, "spec.thumbprint", text)
+    assert errors[0].obj == "VSphereDatacenterConfig/prod"
 
 
 def test_datacenter_relative_network_is_valid() -> None:
@@ -259,10 +329,10 @@ def test_datacenter_relative_network_is_valid() -> None:
 
 
 def test_thumbprint_format_ignored_when_insecure_and_sha256_accepted() -> None:
-    assert vsphere.validate_datacenter(datacenter(thumbprint="junk", insecure=True)) == []
+    assert datacenter_checks(thumbprint="junk", insecure=True) == []
     sha256 = ":".join(["AB"] * 32)
-    assert vsphere.validate_datacenter(datacenter(thumbprint=sha256)) == []
-    assert vsphere.validate_datacenter(datacenter(thumbprint=THUMBPRINT.lower())) == []
+    assert datacenter_checks(thumbprint=sha256) == []
+    assert datacenter_checks(thumbprint=THUMBPRINT.lower()) == []
 
 
 def test_datacenter_reports_every_error() -> None:
@@ -360,6 +430,15 @@ def test_default_machine() -> None:
     [
         ({"datastore": None}, "spec.datastore", "datastore is required"),
         ({"resource_pool": ""}, "spec.resourcePool", "resourcePool is required"),
+    ],
+)
+def test_machine_rule(spec: dict[str, Any], field: str, text: str) -> None:
+    only(vsphere.validate_machine(machine(**spec)), field, text)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "text"),
+    [
         ({"memory_mib": 1024}, "spec.memoryMiB", "below the minimum of 2048"),
         ({"num_cpus": 0}, "spec.numCPUs", "at least 1"),
         ({"disk_gib": -1}, "spec.diskGiB", "cannot be negative"),
@@ -368,8 +447,11 @@ def test_default_machine() -> None:
         ({"networks": ["a", ""]}, "spec.networks[1]", "cannot be empty"),
     ],
 )
-def test_machine_rule(spec: dict[str, Any], field: str, text: str) -> None:
-    only(vsphere.validate_machine(machine(**spec)), field, text)
+def test_machine_create_check(spec: dict[str, Any], field: str, text: str) -> None:
+    assert vsphere.validate_machine(machine(**spec)) == []
+    errors = machine_checks(machine(**spec))
+    only(errors, field, text)
+    assert errors[0].obj == "VSphereMachineConfig/spare"
 
 
 def test_os_family_must_be_supported() -> None:
@@ -383,8 +465,9 @@ def test_template_required_for_ubuntu_and_redhat() -> None:
     for os_family in ("ubuntu", "redhat"):
         m = machine(os_family=os_family, template=None, host_os_configuration=None)
         m.spec.users = [m.spec.users[0].model_copy(update={"name": "capv"})] if m.spec.users else None
-        only(vsphere.validate_machine(m), "spec.template", "template is required")
-    assert vsphere.validate_machine(machine(template=None)) == []
+        assert vsphere.validate_machine(m) == []
+        only(machine_checks(m), "spec.template", "template is required")
+    assert machine_checks(machine(template=None)) == []
 
 
 def test_bottlerocket_user_must_be_ec2_user() -> None:
@@ -394,15 +477,24 @@ def test_bottlerocket_user_must_be_ec2_user() -> None:
     only(vsphere.validate_machine(m), "spec.users[0].name", "use 'ec2-user' for Bottlerocket")
 
 
-def test_ssh_key_format() -> None:
+def test_bottlerocket_user_checked_once_defaulted() -> None:
+    m = machine()
+    m.spec.users = None
+    assert vsphere.validate_machine(m) == []
+    vsphere.default_machine(m)
+    assert vsphere.validate_machine(m) == []
+
+
+def test_ssh_key_format_is_a_create_check() -> None:
     m = machine()
     assert m.spec.users is not None
     m.spec.users[0].ssh_authorized_keys = ["ssh-rsa AAAA..."]
-    only(vsphere.validate_machine(m), "spec.users[0].sshAuthorizedKeys[0]", "not a valid SSH public key")
-    m.spec.users[0].ssh_authorized_keys = ["ssh-rsa " + SSH_KEY.split()[1]]  # blob names another type
-    only(vsphere.validate_machine(m), "spec.users[0].sshAuthorizedKeys[0]", "not a valid SSH public key")
-    m.spec.users[0].ssh_authorized_keys = ["", f'no-pty,from="10.0.0.0/8" {SSH_KEY}']
     assert vsphere.validate_machine(m) == []
+    only(machine_checks(m), "spec.users[0].sshAuthorizedKeys[0]", "not a valid SSH public key")
+    m.spec.users[0].ssh_authorized_keys = ["ssh-rsa " + SSH_KEY.split()[1]]  # blob names another type
+    only(machine_checks(m), "spec.users[0].sshAuthorizedKeys[0]", "not a valid SSH public key")
+    m.spec.users[0].ssh_authorized_keys = ["", f'no-pty,from="10.0.0.0/8" {SSH_KEY}']
+    assert machine_checks(m) == []
 
 
 def host_os(m: VSphereMachineConfig) -> Any:
@@ -514,7 +606,7 @@ def test_machine_update_skipped_when_paused() -> None:
     assert vsphere.machine_update(old, machine(os_family="ubuntu")) == []
 
 
-# --- cluster-wide rules -------------------------------------------------------------------------
+# --- cluster-wide create checks -----------------------------------------------------------------
 
 
 def with_machines(**specs: dict[str, Any]) -> ClusterConfig:
@@ -546,20 +638,23 @@ def with_machines(**specs: dict[str, Any]) -> ClusterConfig:
 
 def test_workers_must_share_control_plane_os_family() -> None:
     config = with_machines(workers={"os_family": "ubuntu", "template": "ubuntu-2204-kube-1-30"})
-    errors = vsphere.validate_cluster(config)
+    assert vsphere.RULES.validate_cluster(config) == []
+    errors = vsphere.create_checks(config)
     only(errors, "spec.workerNodeGroupConfigurations[0].machineGroupRef", "must have the same osFamily")
     assert errors[0].obj == "Cluster/prod"
 
 
 def test_etcd_must_share_control_plane_os_family_and_template() -> None:
-    config = with_machines(etcd={"os_family": "ubuntu"})
-    only(vsphere.validate_cluster(config), "spec.externalEtcdConfiguration.machineGroupRef", "same osFamily")
+    config = with_machines(
+        cp={"template": "br-1-30"}, workers={"template": "br-1-30"}, etcd={"os_family": "ubuntu"}
+    )
+    only(vsphere.create_checks(config), "spec.externalEtcdConfiguration.machineGroupRef", "same osFamily")
     config = with_machines(
         cp={"template": "br-1-30-a"}, workers={"template": "br-1-30-a"}, etcd={"template": "br-1-30-b"}
     )
-    only(vsphere.validate_cluster(config), "spec.externalEtcdConfiguration.machineGroupRef", "same template")
+    only(vsphere.create_checks(config), "spec.externalEtcdConfiguration.machineGroupRef", "same template")
     config = with_machines(etcd={})
-    assert vsphere.validate_cluster(config) == []
+    assert vsphere.create_checks(config) == []
 
 
 def test_endpoint_must_be_an_ip() -> None:
@@ -568,25 +663,23 @@ def test_endpoint_must_be_an_ip() -> None:
     assert cp is not None
     assert cp.endpoint is not None
     cp.endpoint.host = "api.example.com"
-    only(
-        vsphere.validate_cluster(config), "spec.controlPlaneConfiguration.endpoint.host", "not an IP address"
-    )
+    only(vsphere.create_checks(config), "spec.controlPlaneConfiguration.endpoint.host", "not an IP address")
     cp.endpoint.host = "fd00::10"
-    assert vsphere.validate_cluster(config) == []
+    assert vsphere.create_checks(config) == []
 
 
 def test_template_must_name_kubernetes_version() -> None:
     config = with_machines(cp={"template": "/DC/vm/bottlerocket-kube-v1-29"})
-    errors = vsphere.validate_cluster(config)
+    errors = vsphere.create_checks(config)
     only(errors, "spec.template", "does not name Kubernetes version 1.30")
     assert errors[0].obj == "VSphereMachineConfig/prod-cp"
 
     config = with_machines(cp={"template": "br-1.30"}, workers={"template": "br-1_30"})
-    assert vsphere.validate_cluster(config) == []
+    assert vsphere.create_checks(config) == []
 
     config = with_machines(cp={"template": "br-130"}, workers={"template": "br-1-30"})
     config.cluster.worker_groups[0].kubernetes_version = "1.29"
-    errors = vsphere.validate_cluster(config)
+    errors = vsphere.create_checks(config)
     only(errors, "spec.template", "1.29")
     assert errors[0].obj == "VSphereMachineConfig/prod"
 
@@ -597,7 +690,7 @@ def test_in_place_upgrades_need_ubuntu() -> None:
     data["spec"]["controlPlaneConfiguration"]["upgradeRolloutStrategy"] = {"type": "InPlace"}
     data["spec"]["workerNodeGroupConfigurations"][0]["upgradeRolloutStrategy"] = {"type": "InPlace"}
     config.cluster = Cluster.model_validate(data, by_name=False)
-    errors = vsphere.validate_cluster(config)
+    errors = vsphere.create_checks(config)
     assert fields(errors) == [
         "spec.controlPlaneConfiguration.upgradeRolloutStrategy.type",
         "spec.workerNodeGroupConfigurations[0].upgradeRolloutStrategy.type",
@@ -608,10 +701,10 @@ def test_in_place_upgrades_need_ubuntu() -> None:
         assert isinstance(obj, VSphereMachineConfig)
         obj.spec.os_family = "ubuntu"
         obj.spec.template = "ubuntu-2204-kube-1-30"
-    assert vsphere.validate_cluster(config) == []
+    assert vsphere.create_checks(config) == []
 
 
 def test_missing_machine_configs_are_left_to_cluster_validation() -> None:
     config = sample_config()
     config.objects = config.objects[:1]
-    assert vsphere.validate_cluster(config) == []
+    assert vsphere.create_checks(config) == []
