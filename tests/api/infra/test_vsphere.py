@@ -474,7 +474,8 @@ def test_bottlerocket_user_must_be_ec2_user() -> None:
     m = machine()
     assert m.spec.users is not None
     m.spec.users[0].name = "capv"
-    only(vsphere.validate_machine(m), "spec.users[0].name", "use 'ec2-user' for Bottlerocket")
+    assert vsphere.validate_machine(m) == []
+    only(machine_checks(m), "spec.users[0].name", "use 'ec2-user' for Bottlerocket")
 
 
 def test_bottlerocket_user_checked_once_defaulted() -> None:

@@ -221,19 +221,7 @@ def validate_machine(machine: VSphereMachineConfig) -> list[FieldError]:
             "spec.osFamily",
             f"osFamily {spec.os_family!r} is not supported; use one of {', '.join(OS_FAMILIES)}",
         )
-    os_family = effective_os_family(machine)
-    first = spec.users[0] if spec.users else None
-    if (
-        os_family == BOTTLEROCKET
-        and first is not None
-        and first.name
-        and first.name != BOTTLEROCKET_DEFAULT_USER
-    ):
-        errors.add(
-            "spec.users[0].name",
-            f"users[0].name {first.name!r} is invalid; use {BOTTLEROCKET_DEFAULT_USER!r} for Bottlerocket",
-        )
-    _validate_host_os(errors, spec.host_os_configuration, os_family)
+    _validate_host_os(errors, spec.host_os_configuration, effective_os_family(machine))
     return errors.errors
 
 
@@ -432,6 +420,18 @@ def _datacenter_create_checks(datacenter: VSphereDatacenterConfig) -> list[Field
 def _machine_create_checks(machine: VSphereMachineConfig) -> list[FieldError]:
     errors = ErrorList(machine.ref)
     spec = machine.spec
+    first = spec.users[0] if spec.users else None
+    # EKS Anywhere's machine config validation has this rule, but its own spec test files (which this
+    # project must accept) break it, because only the CLI applies it before creating a cluster.
+    if (
+        effective_os_family(machine) == BOTTLEROCKET
+        and first is not None
+        and first.name not in (None, "", BOTTLEROCKET_DEFAULT_USER)
+    ):
+        errors.add(
+            "spec.users[0].name",
+            f"users[0].name {first.name!r} is invalid; use {BOTTLEROCKET_DEFAULT_USER!r} for Bottlerocket",
+        )
     if spec.memory_mib is not None and spec.memory_mib < MIN_MEMORY_MIB:
         errors.add("spec.memoryMiB", f"memoryMiB {spec.memory_mib} is below the minimum of {MIN_MEMORY_MIB}")
     if spec.num_cpus is not None and spec.num_cpus < 1:
@@ -660,6 +660,8 @@ RULES = ProviderRules(
     sample=sample,
     endpoint_required=True,
     control_plane_only_allowed=False,
+    # EKS Anywhere's cluster validation accepts InPlace whatever the provider, and its vSphere
+    # provider renders it (Ubuntu only: see create_checks).
     in_place_upgrade_allowed=True,
     kindnetd_allowed=False,
     default_datacenter=default_datacenter,
