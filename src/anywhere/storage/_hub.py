@@ -1,0 +1,122 @@
+"""The watch cache: committed events fanned out to every watcher from memory.
+
+A backend publishes each committed batch once; N watchers then cost N queue puts, not N storage
+reads. Recent events stay in a ring so a watcher resuming from a recent revision is served from
+memory too; older resumptions read the backend's event log, and older still get :class:`Compacted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from anywhere.storage._interface import Event, Watch
+
+_CLOSED = None
+# How far a watcher may fall behind before it is cut off (the client re-lists and watches again).
+WATCHER_QUEUE_LIMIT = 20_000
+
+Backlog = Callable[[str, int, int], Awaitable[list[Event]]]
+
+
+class _HubWatch(Watch):
+    def __init__(self, hub: WatchHub, prefix: str, from_rv: int) -> None:
+        self._hub = hub
+        self.prefix = prefix
+        self.from_rv = from_rv
+        self.backlog: list[Event] = []
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._reason: str | None = None
+        self._closed = False
+
+    def deliver(self, event: Event) -> None:
+        if self._closed or not event.key.startswith(self.prefix):
+            return
+        if self.queue.qsize() >= WATCHER_QUEUE_LIMIT:
+            self._end("the watcher fell too far behind; list and watch again")
+            return
+        self.queue.put_nowait(event)
+
+    def _end(self, reason: str | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._reason = reason
+        self._hub.unsubscribe(self)
+        self.queue.put_nowait(_CLOSED)
+
+    def close(self) -> None:
+        self._end(None)
+
+    @property
+    def closed_reason(self) -> str | None:
+        return self._reason
+
+    async def __aiter__(self) -> AsyncIterator[Event]:  # type: ignore[override]
+        last = self.from_rv
+        try:
+            for event in self.backlog:
+                if event.rv > last and event.key.startswith(self.prefix):
+                    last = event.rv
+                    yield event
+            self.backlog = []
+            while True:
+                event = await self.queue.get()
+                if event is _CLOSED:
+                    return
+                if event.rv > last:
+                    last = event.rv
+                    yield event
+        finally:
+            self.close()
+
+
+class WatchHub:
+    """Holds recent events and the live watchers of one store."""
+
+    def __init__(self, revision: int, backlog: Backlog, capacity: int = 50_000) -> None:
+        self._recent: collections.deque[Event] = collections.deque(maxlen=capacity)
+        self._watchers: set[_HubWatch] = set()
+        self._revision = revision
+        self._backlog = backlog
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def publish(self, events: list[Event]) -> None:
+        """Hand committed events (in revision order) to every watcher. Call on the event loop."""
+        for event in events:
+            self._recent.append(event)
+            self._revision = event.rv
+            for watcher in tuple(self._watchers):
+                watcher.deliver(event)
+
+    def unsubscribe(self, watcher: _HubWatch) -> None:
+        self._watchers.discard(watcher)
+
+    def close_all(self, reason: str) -> None:
+        for watcher in tuple(self._watchers):
+            watcher._end(reason)
+
+    async def watch(self, prefix: str, from_rv: int) -> Watch:
+        """Subscribe first, then fill the gap up to the subscription point from memory or the log."""
+        watcher = _HubWatch(self, prefix, from_rv)
+        self._watchers.add(watcher)
+        upto = self._revision
+        if from_rv < upto:
+            try:
+                oldest_in_memory = self._recent[0].rv if self._recent else upto + 1
+                if from_rv + 1 >= oldest_in_memory:
+                    watcher.backlog = [e for e in self._recent if from_rv < e.rv <= upto]
+                else:
+                    watcher.backlog = await self._backlog(prefix, from_rv, upto)
+            except BaseException:
+                watcher.close()
+                raise
+        return watcher
+
+    @property
+    def watcher_count(self) -> int:
+        return len(self._watchers)
