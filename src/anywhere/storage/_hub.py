@@ -53,7 +53,7 @@ class _HubWatch(Watch):
     def closed_reason(self) -> str | None:
         return self._reason
 
-    async def __aiter__(self) -> AsyncIterator[Event]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[Event]:
         last = self.from_rv
         try:
             for event in self.backlog:
@@ -62,12 +62,12 @@ class _HubWatch(Watch):
                     yield event
             self.backlog = []
             while True:
-                event = await self.queue.get()
-                if event is _CLOSED:
+                item = await self.queue.get()
+                if item is None:
                     return
-                if event.rv > last:
-                    last = event.rv
-                    yield event
+                if item.rv > last:
+                    last = item.rv
+                    yield item
         finally:
             self.close()
 

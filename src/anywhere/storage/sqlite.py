@@ -13,6 +13,7 @@ the oldest revision still in the log.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import queue
 import sqlite3
@@ -89,7 +90,7 @@ class SQLiteStorage(Storage):
         self._closed = False
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-read")
         self._local = threading.local()
-        self._all_readers: list[sqlite3.Connection] = []
+        self._all_readers: builtins.list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self.hub = WatchHub(revision, self._log_backlog)
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
@@ -173,8 +174,8 @@ class SQLiteStorage(Storage):
     async def revision(self) -> int:
         return self.hub.revision
 
-    async def _log_backlog(self, prefix: str, after: int, upto: int) -> list[Event]:
-        def work(conn: sqlite3.Connection) -> list[Event]:
+    async def _log_backlog(self, prefix: str, after: int, upto: int) -> builtins.list[Event]:
+        def work(conn: sqlite3.Connection) -> builtins.list[Event]:
             compacted = conn.execute("SELECT value FROM meta WHERE name='compacted'").fetchone()[0]
             if after < compacted:
                 raise Compacted(after, compacted)
@@ -184,7 +185,7 @@ class SQLiteStorage(Storage):
             ).fetchall()
             return [Event(_TYPES[r[2]], r[1], r[3], r[0]) for r in rows]
 
-        events: list[Event] = await self._read(work)
+        events: builtins.list[Event] = await self._read(work)
         return events
 
     async def watch(self, prefix: str, from_rv: int) -> Watch:
@@ -235,7 +236,7 @@ class SQLiteStorage(Storage):
         finally:
             conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
+    def _commit(self, conn: sqlite3.Connection, batch: builtins.list[_Write]) -> None:
         start = self._revision
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -283,7 +284,7 @@ class SQLiteStorage(Storage):
         write.events = [Event(event_type, write.key, record.value, rv)]
         return record
 
-    def _complete(self, batch: list[_Write]) -> None:
+    def _complete(self, batch: builtins.list[_Write]) -> None:
         """On the event loop: publish the batch's events in order, then answer its callers."""
         self.hub.publish([event for write in batch for event in write.events])
         for write in batch:
