@@ -23,6 +23,7 @@ from anywhere.api.loader import (
     dump_objects,
     load_file,
     load_text,
+    object_from_dict,
 )
 from anywhere.api.v1alpha1 import API_VERSION, GROUP, KINDS, VERSION, Cluster, Object
 from anywhere.api.validation.cluster import create_checks, validate_config
@@ -57,6 +58,7 @@ __all__ = [
     "dump_objects",
     "load_file",
     "load_text",
+    "object_from_dict",
     "validate_config",
     "validate_update",
 ]

@@ -19,6 +19,9 @@ class ClusterConfig:
     cluster: Cluster
     objects: list[Object] = field(default_factory=list)
     source: str | None = None
+    # True where the other objects may legitimately be missing: API admission sees one object at a
+    # time, in any order, so refs are resolved later by the controllers rather than refused.
+    partial: bool = False
 
     def get(self, kind: str | None, name: str | None) -> Object | None:
         """The object of this kind and name, if the configuration holds one."""

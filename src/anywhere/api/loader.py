@@ -420,3 +420,16 @@ def _unwrap(annotation: Any) -> Any:
             annotation = typing.get_args(annotation)[0]
         else:
             return annotation
+
+
+def object_from_dict(data: dict[str, Any]) -> tuple[Object | None, list[FieldError]]:
+    """One anywhere object from decoded JSON (an API request body), as strictly as from a file."""
+    kind = data.get("kind")
+    kind_type = KINDS.get(kind) if isinstance(kind, str) else None
+    ref = f"{kind}/{_object_name(data)}"
+    if kind_type is None:
+        return None, [FieldError(ref, "kind", f"unknown kind {kind!r} in {API_VERSION}")]
+    try:
+        return kind_type.model_validate(data, by_name=False, by_alias=True), []
+    except ValidationError as exc:
+        return None, _field_errors(ref, kind_type, exc)

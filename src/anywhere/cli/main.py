@@ -145,6 +145,22 @@ def generate_crds() -> None:
     sys.stdout.write(yaml.safe_dump_all(all_crds(), sort_keys=False))
 
 
+@app.command()
+def serve(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where state, certificates and keys live.")],
+    port: Annotated[int, typer.Option("--port", help="HTTPS port (0 picks a free one).")] = 6443,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    storage: Annotated[str, typer.Option("--storage", help="Storage backend: sqlite.")] = "sqlite",
+    san: Annotated[list[str] | None, typer.Option("--san", help="Extra name or IP for the serving certificate.")] = None,
+) -> None:
+    """Run the Kubernetes-compatible API server until SIGTERM; writes DATA_DIR/admin.kubeconfig."""
+    from anywhere.apiserver.serve import ServeOptions, main
+
+    if not 0 <= port <= 65535:
+        fail(f"--port {port} is not a TCP port (0 to 65535)", code=2)
+    raise typer.Exit(main(ServeOptions(data_dir, port, host, storage, tuple(san or ()))))
+
+
 def run() -> None:
     """Console entry point: typer, with bad input and unexpected failures turned into one line."""
     try:

@@ -5,19 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 
 from anywhere.api.config import ClusterConfig
 from anywhere.api.errors import FieldError
 from anywhere.api.infra import cloudstack
+from anywhere.api.v1alpha1._machine import UserConfiguration
 from anywhere.api.v1alpha1.cloudstack import (
     CloudStackDatacenterConfig,
     CloudStackMachineConfig,
     CloudStackResourceDiskOffering,
     CloudStackResourceIdentifier,
-    UserConfiguration,
 )
 from anywhere.api.v1alpha1.cluster import Cluster
+from tests.api.infra.conftest import cluster_yaml, load, only
 
 UUID = "4a6e2f1c-9b3d-4c8e-a1f0-7d5b3c2e1a09"
 UUID2 = "0f9e8d7c-6b5a-4d3c-8b2a-1f0e9d8c7b6a"
@@ -55,40 +55,19 @@ spec:
     sshAuthorizedKeys: ["ssh-rsa AAAA..."]
 """
 
-CLUSTER = """
-apiVersion: anywhere.eks.amazonaws.com/v1alpha1
-kind: Cluster
-metadata:
-  name: c1
-spec:
-  kubernetesVersion: "1.31"
-  datacenterRef: {kind: CloudStackDatacenterConfig, name: dc}
-  controlPlaneConfiguration:
-    count: 3
-    endpoint: {host: 10.0.0.10}
-    machineGroupRef: {kind: CloudStackMachineConfig, name: cp}
-  workerNodeGroupConfigurations:
-  - name: md-0
-    count: 2
-    machineGroupRef: {kind: CloudStackMachineConfig, name: cp}
-"""
+CLUSTER = cluster_yaml("CloudStack", worker_machine="cp")
 
 
 def datacenter(text: str = DATACENTER) -> CloudStackDatacenterConfig:
-    return CloudStackDatacenterConfig.model_validate(yaml.safe_load(text), by_name=False)
+    return load(CloudStackDatacenterConfig, text)
 
 
 def machine(text: str = MACHINE) -> CloudStackMachineConfig:
-    return CloudStackMachineConfig.model_validate(yaml.safe_load(text), by_name=False)
+    return load(CloudStackMachineConfig, text)
 
 
 def cluster(text: str = CLUSTER) -> Cluster:
-    return Cluster.model_validate(yaml.safe_load(text), by_name=False)
-
-
-def only(errors: list[FieldError], field: str, text: str) -> None:
-    assert [e.field for e in errors] == [field], errors
-    assert text in errors[0].message, errors[0].message
+    return load(Cluster, text)
 
 
 # --- shape -------------------------------------------------------------------------------------
@@ -176,7 +155,8 @@ def test_sample_validates_clean() -> None:
         CLUSTER.replace("name: cp}", "name: c1-cp}").replace("host: 10.0.0.10", f"host: {s.endpoint_host}")
     )
     config = ClusterConfig(c, [s.datacenter, s.control_plane_machine, s.worker_machine])
-    assert cloudstack.validate_cluster(config) == []
+    assert cloudstack.RULES.validate_cluster(config) == []
+    assert cloudstack.create_checks(config) == []
 
 
 def test_rules_flags() -> None:
@@ -188,6 +168,9 @@ def test_rules_flags() -> None:
     assert not (rules.control_plane_only_allowed)
     assert not (rules.in_place_upgrade_allowed)
     assert not (rules.kindnetd_allowed)
+    assert rules.create_checks is cloudstack.create_checks
+    # Every rule across objects is the provider validator's, made when a cluster is created.
+    assert rules.validate_cluster(config_for(cluster())) == []
 
 
 DEPRECATED = """
@@ -406,17 +389,23 @@ def test_users() -> None:
     assert machine_errors(users=[UserConfiguration(name="capc", ssh_authorized_keys=[""])]) == []
 
 
-# --- cluster-wide rules --------------------------------------------------------------------------
+# --- cluster-wide create checks ------------------------------------------------------------------
 
 
 def config_for(c: Cluster, *machines: CloudStackMachineConfig) -> ClusterConfig:
     return ClusterConfig(c, [datacenter(), *(machines or (machine(),))])
 
 
+def checks(config: ClusterConfig) -> list[FieldError]:
+    """The create checks of ``config``, which static validation accepts: they are not spec rules."""
+    assert cloudstack.RULES.validate_cluster(config) == []
+    return cloudstack.create_checks(config)
+
+
 def test_cluster_rules_pass() -> None:
-    assert cloudstack.validate_cluster(config_for(cluster())) == []
+    assert checks(config_for(cluster())) == []
     c = cluster(CLUSTER.replace("host: 10.0.0.10", "host: 'cp.example.com:443'"))
-    assert cloudstack.validate_cluster(config_for(c)) == []
+    assert checks(config_for(c)) == []
 
 
 @pytest.mark.parametrize(
@@ -429,12 +418,12 @@ def test_cluster_rules_pass() -> None:
 )
 def test_endpoint_host_port(host: str, text: str) -> None:
     c = cluster(CLUSTER.replace("host: 10.0.0.10", f"host: '{host}'"))
-    only(cloudstack.validate_cluster(config_for(c)), "spec.controlPlaneConfiguration.endpoint.host", text)
+    only(checks(config_for(c)), "spec.controlPlaneConfiguration.endpoint.host", text)
 
 
 def test_template_name_must_carry_kubernetes_version() -> None:
     c = cluster(CLUSTER.replace('"1.31"', '"1.30"'))
-    errors = cloudstack.validate_cluster(config_for(c))
+    errors = checks(config_for(c))
     assert [(e.obj, e.field) for e in errors] == [("CloudStackMachineConfig/cp", "spec.template.name")]
     assert "does not name Kubernetes 1.30" in errors[0].message
 
@@ -446,16 +435,14 @@ def test_worker_group_version_is_used_for_its_template() -> None:
     assert group.machine_group_ref is not None
     group.machine_group_ref.name = "wk"
     group.kubernetes_version = "1.30"
-    assert cloudstack.validate_cluster(config_for(c, machine(), worker)) == []
+    assert checks(config_for(c, machine(), worker)) == []
     worker = machine(MACHINE.replace("name: cp", "name: wk"))
-    only(
-        cloudstack.validate_cluster(config_for(c, machine(), worker)), "spec.template.name", "Kubernetes 1.30"
-    )
+    only(checks(config_for(c, machine(), worker)), "spec.template.name", "Kubernetes 1.30")
 
 
-def test_template_by_id_is_not_checked_statically() -> None:
+def test_template_by_id_is_not_checked_without_cloudstack() -> None:
     mc = machine(MACHINE.replace("name: ubuntu-2204-kube-1-31", f"id: {UUID}"))
-    assert cloudstack.validate_cluster(config_for(cluster(), mc)) == []
+    assert checks(config_for(cluster(), mc)) == []
 
 
 # --- updates -------------------------------------------------------------------------------------

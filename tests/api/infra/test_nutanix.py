@@ -6,13 +6,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import yaml
 
 from anywhere.api.config import ClusterConfig
 from anywhere.api.errors import FieldError
 from anywhere.api.infra import nutanix
 from anywhere.api.v1alpha1._base import Ref
-from anywhere.api.v1alpha1.cloudstack import UserConfiguration
+from anywhere.api.v1alpha1._machine import UserConfiguration
 from anywhere.api.v1alpha1.cluster import Cluster, ControlPlaneUpgradeRolloutStrategy
 from anywhere.api.v1alpha1.nutanix import (
     NutanixCategoryIdentifier,
@@ -22,21 +21,9 @@ from anywhere.api.v1alpha1.nutanix import (
     NutanixMachineConfig,
     NutanixResourceIdentifier,
 )
+from tests.api.infra.conftest import CERT, cluster_yaml, load, only
 
 UUID = "4a6e2f1c-9b3d-4c8e-a1f0-7d5b3c2e1a09"
-
-CERT = """-----BEGIN CERTIFICATE-----
-MIIBjjCCATOgAwIBAgIUORt8C9SSgQ2LlpSGV2VkZ1nrqIYwCgYIKoZIzj0EAwIw
-HDEaMBgGA1UEAwwRcHJpc20uZXhhbXBsZS5jb20wHhcNMjYxMTIzMjIwMjQ5WhcN
-MzYxMTIwMjIwMjQ5WjAcMRowGAYDVQQDDBFwcmlzbS5leGFtcGxlLmNvbTBZMBMG
-ByqGSM49AgEGCCqGSM49AwEHA0IABGNVuhJlilIPNweNsf+cXDuTNs4cLb467fwe
-IEOB7wehVPVSIzIUv8lbvs6u/DdkOkOtJldaXe/UvXnmokM6Z8qjUzBRMB0GA1Ud
-DgQWBBToLWqZjgyuf1YFU1emo1ySRspMdTAfBgNVHSMEGDAWgBToLWqZjgyuf1YF
-U1emo1ySRspMdTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQC5
-26KzExzUERqHAembs6wR97OVYmzo5HbRs2S/TIRuhgIhAKOOMKaDgcScYH+y0Dh+
-TB/B/S9xuQR/xY9+dnOTsqsJ
------END CERTIFICATE-----
-"""
 
 DATACENTER = """
 apiVersion: anywhere.eks.amazonaws.com/v1alpha1
@@ -70,42 +57,21 @@ spec:
   subnet: {type: uuid, uuid: 4a6e2f1c-9b3d-4c8e-a1f0-7d5b3c2e1a09}
 """
 
-CLUSTER = """
-apiVersion: anywhere.eks.amazonaws.com/v1alpha1
-kind: Cluster
-metadata:
-  name: c1
-spec:
-  kubernetesVersion: "1.31"
-  datacenterRef: {kind: NutanixDatacenterConfig, name: dc}
-  controlPlaneConfiguration:
-    count: 3
-    endpoint: {host: 10.0.0.10}
-    machineGroupRef: {kind: NutanixMachineConfig, name: cp}
-  workerNodeGroupConfigurations:
-  - name: md-0
-    count: 2
-    machineGroupRef: {kind: NutanixMachineConfig, name: wk}
-"""
+CLUSTER = cluster_yaml("Nutanix", worker_machine="wk")
 
 
 def datacenter(text: str = DATACENTER) -> NutanixDatacenterConfig:
-    return NutanixDatacenterConfig.model_validate(yaml.safe_load(text), by_name=False)
+    return load(NutanixDatacenterConfig, text)
 
 
 def machine(text: str = MACHINE, name: str = "cp") -> NutanixMachineConfig:
-    mc = NutanixMachineConfig.model_validate(yaml.safe_load(text), by_name=False)
+    mc = load(NutanixMachineConfig, text)
     mc.metadata.name = name
     return mc
 
 
 def cluster(text: str = CLUSTER) -> Cluster:
-    return Cluster.model_validate(yaml.safe_load(text), by_name=False)
-
-
-def only(errors: list[FieldError], field: str, text: str) -> None:
-    assert [e.field for e in errors] == [field], errors
-    assert text in errors[0].message, errors[0].message
+    return load(Cluster, text)
 
 
 # --- shape -------------------------------------------------------------------------------------
@@ -215,7 +181,8 @@ def test_sample_validates_clean() -> None:
     assert group_ref
     group_ref.name = "c1"
     config = ClusterConfig(c, [s.datacenter, s.control_plane_machine, s.worker_machine])
-    assert nutanix.validate_cluster(config) == []
+    assert nutanix.RULES.validate_cluster(config) == []
+    assert nutanix.create_checks(config) == []
 
 
 def test_rules_flags() -> None:
@@ -227,6 +194,9 @@ def test_rules_flags() -> None:
     assert not rules.control_plane_only_allowed
     assert not rules.in_place_upgrade_allowed
     assert not rules.kindnetd_allowed
+    assert rules.create_checks is nutanix.create_checks
+    # Every rule across objects is the provider validator's, made when a cluster is created.
+    assert rules.validate_cluster(config_for(cluster())) == []
 
 
 def test_datacenter_defaults_credentials() -> None:
@@ -276,7 +246,7 @@ def test_trust_bundle() -> None:
         "spec.additionalTrustBundle",
         "does not hold an X.509 certificate",
     )
-    broken = CERT.replace("MIIBjjCC", "MIIB!jCC")
+    broken = CERT.replace("MIIBjTCC", "MIIB!TCC")
     only(dc_errors(additional_trust_bundle=broken), "spec.additionalTrustBundle", "not valid base64")
 
 
@@ -424,7 +394,7 @@ def test_users() -> None:
     only(machine_errors(users=[]), "spec.users", "at least one user")
 
 
-# --- cluster-wide rules --------------------------------------------------------------------------
+# --- cluster-wide create checks ------------------------------------------------------------------
 
 
 def config_for(c: Cluster, *objects: Any) -> ClusterConfig:
@@ -432,12 +402,18 @@ def config_for(c: Cluster, *objects: Any) -> ClusterConfig:
 
 
 def test_cluster_rules_pass() -> None:
-    assert nutanix.validate_cluster(config_for(cluster())) == []
+    assert nutanix.create_checks(config_for(cluster())) == []
+
+
+def checks(config: ClusterConfig) -> list[FieldError]:
+    """The create checks of ``config``, which static validation accepts: they are not spec rules."""
+    assert nutanix.RULES.validate_cluster(config) == []
+    return nutanix.create_checks(config)
 
 
 def test_endpoint_must_be_an_ip() -> None:
     c = cluster(CLUSTER.replace("host: 10.0.0.10", "host: cp.example.com"))
-    only(nutanix.validate_cluster(config_for(c)), "spec.controlPlaneConfiguration.endpoint.host", "not an IP")
+    only(checks(config_for(c)), "spec.controlPlaneConfiguration.endpoint.host", "not an IP")
 
 
 def test_rollout_strategy_not_supported() -> None:
@@ -447,7 +423,7 @@ def test_rollout_strategy_not_supported() -> None:
         type="RollingUpdate"
     )
     only(
-        nutanix.validate_cluster(config_for(c)),
+        checks(config_for(c)),
         "spec.controlPlaneConfiguration.upgradeRolloutStrategy",
         "not supported for the nutanix provider",
     )
@@ -457,24 +433,33 @@ def test_image_name_must_carry_kubernetes_version() -> None:
     worker = machine(name="wk")
     assert worker.spec.image
     worker.spec.image.name = "ubuntu-2204-kube-1-30"
-    errors = nutanix.validate_cluster(config_for(cluster(), datacenter(), machine(), worker))
+    errors = checks(config_for(cluster(), datacenter(), machine(), worker))
     assert [(e.obj, e.field) for e in errors] == [("NutanixMachineConfig/wk", "spec.image.name")]
     assert "does not name Kubernetes 1.31" in errors[0].message
     c = cluster()
     c.worker_groups[0].kubernetes_version = "1.30"
-    assert nutanix.validate_cluster(config_for(c, datacenter(), machine(), worker)) == []
+    assert checks(config_for(c, datacenter(), machine(), worker)) == []
     worker.spec.image = NutanixResourceIdentifier(type="uuid", uuid=UUID)
-    assert nutanix.validate_cluster(config_for(cluster(), datacenter(), machine(), worker)) == []
+    assert checks(config_for(cluster(), datacenter(), machine(), worker)) == []
+
+
+def test_image_name_is_checked_for_every_worker_group_using_it() -> None:
+    c = cluster()
+    second = c.worker_groups[0].model_copy(update={"name": "md-1", "kubernetes_version": "1.30"})
+    c.spec.worker_node_group_configurations = [second, c.worker_groups[0]]
+    errors = checks(config_for(c, datacenter(), machine(), machine(name="wk")))
+    assert [(e.obj, e.field) for e in errors] == [("NutanixMachineConfig/wk", "spec.image.name")]
+    assert "does not name Kubernetes 1.30" in errors[0].message
 
 
 def test_gpus_only_on_workers() -> None:
     gpu = [NutanixGPUIdentifier(type="name", name="A40")]
     cp, wk, spare = machine(), machine(name="wk"), machine(name="spare")
     cp.spec.gpus = gpu
-    errors = nutanix.validate_cluster(config_for(cluster(), datacenter(), cp, wk))
+    errors = checks(config_for(cluster(), datacenter(), cp, wk))
     only(errors, "spec.gpus", "not supported for control plane machines")
     cp.spec.gpus, wk.spec.gpus, spare.spec.gpus = None, gpu, gpu
-    errors = nutanix.validate_cluster(config_for(cluster(), datacenter(), cp, wk, spare))
+    errors = checks(config_for(cluster(), datacenter(), cp, wk, spare))
     assert [e.obj for e in errors] == ["NutanixMachineConfig/spare"]
     assert "no worker node group uses this config" in errors[0].message
 
@@ -482,16 +467,16 @@ def test_gpus_only_on_workers() -> None:
 def test_failure_domains_name_worker_groups() -> None:
     dc = datacenter()
     dc.spec.failure_domains = [domain(worker_machine_groups=["wk"]), domain(name="fd-2")]
-    assert nutanix.validate_cluster(config_for(cluster(), dc, machine(), machine(name="wk"))) == []
+    assert checks(config_for(cluster(), dc, machine(), machine(name="wk"))) == []
     dc.spec.failure_domains[1].worker_machine_groups = ["nope"]
-    errors = nutanix.validate_cluster(config_for(cluster(), dc, machine(), machine(name="wk")))
+    errors = checks(config_for(cluster(), dc, machine(), machine(name="wk")))
     only(
         errors,
         "spec.failureDomains[1].workerMachineGroups[0]",
         "not the machine config of any worker node group",
     )
     dc.spec.failure_domains = [domain(worker_machine_groups=["wk"])]
-    errors = nutanix.validate_cluster(config_for(cluster(), dc, machine(), machine(name="wk")))
+    errors = checks(config_for(cluster(), dc, machine(), machine(name="wk")))
     only(errors, "spec.failureDomains[0].workerMachineGroups[0]", "more than the 1 failure domains")
 
 

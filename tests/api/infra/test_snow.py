@@ -9,6 +9,15 @@ from anywhere.api.config import ClusterConfig
 from anywhere.api.errors import FieldError
 from anywhere.api.infra import snow
 from anywhere.api.v1alpha1._base import ObjectMeta, Ref
+from anywhere.api.v1alpha1._machine import (
+    BottlerocketBootSettings,
+    BottlerocketConfiguration,
+    BottlerocketKernelSettings,
+    BottlerocketKubernetesSettings,
+    CertBundle,
+    HostOSConfiguration,
+    NTPConfiguration,
+)
 from anywhere.api.v1alpha1.cluster import (
     Cluster,
     ClusterSpec,
@@ -24,27 +33,7 @@ from anywhere.api.v1alpha1.snow import (
     SnowNetwork,
     SnowVolume,
 )
-from anywhere.api.v1alpha1.vsphere import (
-    BottlerocketBootSettings,
-    BottlerocketConfiguration,
-    BottlerocketKernelSettings,
-    BottlerocketKubernetesSettings,
-    CertBundle,
-    HostOSConfiguration,
-    NTPConfiguration,
-)
-
-CERT = """-----BEGIN CERTIFICATE-----
-MIIBeDCCAR+gAwIBAgIUKOjd4zdGaGFf1Rmoz9jFaURfClAwCgYIKoZIzj0EAwIw
-EjEQMA4GA1UEAwwHdGVzdC1jYTAeFw0yNjExMjMyMjA0MDlaFw0zNjExMjAyMjA0
-MDlaMBIxEDAOBgNVBAMMB3Rlc3QtY2EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC
-AATcYNlp195JIixivUhoDgjcQAbW0Uhjgz/uvIyZ26h0FYbfa+M0GoYb52exsR/P
-JHCRFJCeavyXkZzzCIB9A3QCo1MwUTAdBgNVHQ4EFgQUmf8UpCoRDR2IhWcIzyXc
-nmX7SdQwHwYDVR0jBBgwFoAUmf8UpCoRDR2IhWcIzyXcnmX7SdQwDwYDVR0TAQH/
-BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiEA3o9SAiRmYEmh6pcgJvyCn1TLNWG4
-bZcz5WbD6vMLyPECHwvg4Z2u+50wW/u+g2xWl3y8JFZR7ror6s9sdL1mfAo=
------END CERTIFICATE-----
-"""
+from tests.api.infra.conftest import CERT, load
 
 DATACENTER_YAML = """
 apiVersion: anywhere.eks.amazonaws.com/v1alpha1
@@ -141,15 +130,15 @@ spec:
 
 
 def _dc(text: str = DATACENTER_YAML) -> SnowDatacenterConfig:
-    return SnowDatacenterConfig.model_validate(yaml.safe_load(text), by_name=False)
+    return load(SnowDatacenterConfig, text)
 
 
 def _mc(text: str = MACHINE_YAML) -> SnowMachineConfig:
-    return SnowMachineConfig.model_validate(yaml.safe_load(text), by_name=False)
+    return load(SnowMachineConfig, text)
 
 
 def _pool(text: str = POOL_YAML) -> SnowIPPool:
-    return SnowIPPool.model_validate(yaml.safe_load(text), by_name=False)
+    return load(SnowIPPool, text)
 
 
 def _one(errors: list[FieldError], field: str, text: str) -> FieldError:
@@ -484,7 +473,7 @@ HOST = "spec.hostOSConfiguration"
 def test_host_os_ntp_servers_required() -> None:
     mc = _mc()
     _host_os(mc).ntp_configuration = NTPConfiguration(servers=[])
-    _one(snow.validate_machine(mc), f"{HOST}.ntpConfiguration.servers", "can not be empty")
+    _one(snow.validate_machine(mc), f"{HOST}.ntpConfiguration.servers", "cannot be empty")
 
 
 @pytest.mark.parametrize("server", ["", "bad server", "udp://", "ntp.example.com:notaport"])
@@ -498,13 +487,13 @@ def test_host_os_cert_bundles_bottlerocket_only() -> None:
     mc = _mc()
     mc.spec.os_family = "ubuntu"
     _host_os(mc).bottlerocket_configuration = None
-    _one(snow.validate_machine(mc), f"{HOST}.certBundles[0]", "only be used with osFamily bottlerocket")
+    _one(snow.validate_machine(mc), f"{HOST}.certBundles[0]", "only be used with osFamily 'bottlerocket'")
 
 
 def test_host_os_cert_bundle_name_required() -> None:
     mc = _mc()
     _host_os(mc).cert_bundles = [CertBundle(data=CERT)]
-    _one(snow.validate_machine(mc), f"{HOST}.certBundles[0].name", "name is required")
+    _one(snow.validate_machine(mc), f"{HOST}.certBundles[0].name", "name cannot be empty")
 
 
 @pytest.mark.parametrize(
@@ -513,7 +502,10 @@ def test_host_os_cert_bundle_name_required() -> None:
         ("", "not a PEM certificate bundle"),
         ("not a certificate", "not a PEM certificate bundle"),
         ("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", "not valid base64"),
-        ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "not a DER-encoded certificate"),
+        (
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "not a DER-encoded X.509 certificate",
+        ),
         (CERT + "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "certificate 2"),
     ],
 )
@@ -536,7 +528,7 @@ def test_host_os_bottlerocket_configuration_bottlerocket_only() -> None:
     _one(
         snow.validate_machine(mc),
         f"{HOST}.bottlerocketConfiguration",
-        "only be used with osFamily bottlerocket",
+        "only be used with osFamily 'bottlerocket'",
     )
 
 
@@ -554,8 +546,8 @@ def test_host_os_bottlerocket_settings() -> None:
     _one(errors, f"{where}.kubernetes.allowedUnsafeSysctls[1]", "empty string")
     _one(errors, f"{where}.kubernetes.clusterDNSIPs[1]", "not a valid IP address")
     _one(errors, f"{where}.kubernetes.maxPods", "negative")
-    _one(errors, f"{where}.kernel.sysctlSettings", "keys can not be empty")
-    _one(errors, f"{where}.boot.bootKernelParameters", "keys can not be empty")
+    _one(errors, f"{where}.kernel.sysctlSettings", "key cannot be empty")
+    _one(errors, f"{where}.boot.bootKernelParameters", "key cannot be empty")
 
 
 # --- rules spanning the Cluster -----------------------------------------------------------

@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
+from anywhere.api import PAUSED_ANNOTATION, validate_update
 from anywhere.api.config import ClusterConfig
 from anywhere.api.errors import FieldError
 from anywhere.api.infra import tinkerbell as tb
 from anywhere.api.v1alpha1._base import Object, ObjectMeta, Ref
+from anywhere.api.v1alpha1._machine import CertBundle, UserConfiguration
 from anywhere.api.v1alpha1.cluster import (
     AutoScalingConfiguration,
     Cluster,
@@ -26,14 +28,14 @@ from anywhere.api.v1alpha1.cluster import (
     WorkerNodesUpgradeRolloutStrategy,
 )
 from anywhere.api.v1alpha1.tinkerbell import (
-    CertBundle,
+    LabelSelectorRequirement,
     TinkerbellDatacenterConfig,
     TinkerbellDatacenterConfigSpec,
     TinkerbellMachineConfig,
     TinkerbellMachineConfigSpec,
     TinkerbellTemplateConfig,
-    UserConfiguration,
 )
+from tests.api.infra.conftest import CERT
 
 COMPAT = Path("/work/shared/compat/eksa-v1alpha1")
 
@@ -285,6 +287,7 @@ def test_sample_is_valid() -> None:
         kind="TinkerbellMachineConfig", name=sample.worker_machine.name
     )
     assert tb.validate_cluster(config) == []
+    assert tb.create_checks(config) == []
 
 
 def test_rules_flags() -> None:
@@ -297,6 +300,8 @@ def test_rules_flags() -> None:
     assert rules.in_place_upgrade_allowed
     assert rules.endpoint_required
     assert not rules.kindnetd_allowed
+    assert rules.create_checks is tb.create_checks
+    assert rules.cluster_update is tb.cluster_update
 
 
 @pytest.mark.parametrize(
@@ -445,15 +450,21 @@ def test_machine_affinity_needs_a_required_term() -> None:
     assert _has(tb.validate_machine(mc), "spec.hardwareAffinity.required", "at least one term")
 
 
-def test_machine_affinity_operator() -> None:
-    mc = _mc(AFFINITY_YAML)
+def _required_expressions(mc: TinkerbellMachineConfig) -> list[LabelSelectorRequirement]:
+    """The match expressions of the first required hardware affinity term."""
     assert mc.spec.hardware_affinity is not None
     required = mc.spec.hardware_affinity.required
     assert required is not None
     selector = required[0].label_selector
     assert selector is not None
     assert selector.match_expressions is not None
-    selector.match_expressions[0].operator = "Equals"
+    return selector.match_expressions
+
+
+def test_machine_affinity_operator() -> None:
+    mc = _mc(AFFINITY_YAML)
+    expressions = _required_expressions(mc)
+    expressions[0].operator = "Equals"
     errors = tb.validate_machine(mc)
     field = "spec.hardwareAffinity.required[0].labelSelector.matchExpressions[0].operator"
     assert _has(errors, field, "use one of In, NotIn, Exists, DoesNotExist")
@@ -461,14 +472,9 @@ def test_machine_affinity_operator() -> None:
 
 def test_machine_affinity_values() -> None:
     mc = _mc(AFFINITY_YAML)
-    assert mc.spec.hardware_affinity is not None
-    required = mc.spec.hardware_affinity.required
-    assert required is not None
-    selector = required[0].label_selector
-    assert selector is not None
-    assert selector.match_expressions is not None
-    selector.match_expressions[0].values = []
-    selector.match_expressions[1].values = ["x"]
+    expressions = _required_expressions(mc)
+    expressions[0].values = []
+    expressions[1].values = ["x"]
     errors = tb.validate_machine(mc)
     base = "spec.hardwareAffinity.required[0].labelSelector.matchExpressions"
     assert _has(errors, f"{base}[0].values", "operator In needs at least one value")
@@ -571,11 +577,12 @@ def test_host_os_ntp() -> None:
     assert _has(tb.validate_machine(mc), "spec.hostOSConfiguration.ntpConfiguration.servers", "at least one")
     host.ntp_configuration.servers = ["time.example.com", "bad server", "udp://"]
     errors = tb.validate_machine(mc)
-    assert _has(
-        errors,
-        "spec.hostOSConfiguration.ntpConfiguration.servers",
-        "ntp servers [bad server, udp://] are not",
-    )
+    assert [e.field for e in errors] == [
+        "spec.hostOSConfiguration.ntpConfiguration.servers[1]",
+        "spec.hostOSConfiguration.ntpConfiguration.servers[2]",
+    ]
+    assert "'bad server' is not a valid NTP server" in errors[0].message
+    assert "'udp://' is not a valid NTP server" in errors[1].message
 
 
 def _pem(der: bytes) -> str:
@@ -586,17 +593,20 @@ def test_host_os_cert_bundles() -> None:
     mc = _mc()
     host = mc.spec.host_os_configuration
     assert host is not None
-    host.cert_bundles = [CertBundle(name="corp", data=_pem(b"\x30\x03\x02\x01\x01"))]
+    host.cert_bundles = [CertBundle(name="corp", data=CERT + CERT)]
     assert tb.validate_machine(mc) == []
     host.cert_bundles = [
-        CertBundle(name="", data=_pem(b"\x30\x03\x02\x01\x01")),
+        CertBundle(name="", data=CERT),
         CertBundle(name="x", data="not pem"),
         CertBundle(name="y", data=_pem(b"\x02\x01\x01")),
+        # A SEQUENCE, but not the three parts of a certificate.
+        CertBundle(name="z", data=_pem(b"\x30\x03\x02\x01\x01")),
     ]
     errors = tb.validate_machine(mc)
-    assert _has(errors, "spec.hostOSConfiguration.certBundles[0].name", "name is required")
+    assert _has(errors, "spec.hostOSConfiguration.certBundles[0].name", "name cannot be empty")
     assert _has(errors, "spec.hostOSConfiguration.certBundles[1].data", "not a PEM certificate bundle")
-    assert _has(errors, "spec.hostOSConfiguration.certBundles[2].data", "not a DER-encoded certificate")
+    assert _has(errors, "spec.hostOSConfiguration.certBundles[2].data", "not a DER-encoded X.509 certificate")
+    assert _has(errors, "spec.hostOSConfiguration.certBundles[3].data", "not a DER-encoded X.509 certificate")
 
 
 def test_host_os_bottlerocket_only_settings() -> None:
@@ -607,7 +617,9 @@ def test_host_os_bottlerocket_only_settings() -> None:
     mc.spec.os_family = "ubuntu"
     errors = tb.validate_machine(mc)
     assert _has(errors, "spec.hostOSConfiguration.bottlerocketConfiguration", "only be used with osFamily")
-    assert _has(errors, "spec.hostOSConfiguration.certBundles[0]", "only be used with osFamily bottlerocket")
+    assert _has(
+        errors, "spec.hostOSConfiguration.certBundles[0]", "only be used with osFamily 'bottlerocket'"
+    )
 
 
 def test_host_os_bottlerocket_values() -> None:
@@ -618,11 +630,11 @@ def test_host_os_bottlerocket_values() -> None:
     bottlerocket["boot"] = {"bootKernelParameters": {"": ["x"]}}
     errors = tb.validate_machine(TinkerbellMachineConfig.model_validate(data, by_name=False))
     base = "spec.hostOSConfiguration.bottlerocketConfiguration"
-    assert _has(errors, f"{base}.kubernetes.allowedUnsafeSysctls", "cannot be empty")
-    assert _has(errors, f"{base}.kubernetes.clusterDNSIPs", "'10.96.0' is not a valid IP")
+    assert _has(errors, f"{base}.kubernetes.allowedUnsafeSysctls[0]", "cannot be an empty string")
+    assert _has(errors, f"{base}.kubernetes.clusterDNSIPs[0]", "'10.96.0' is not a valid IP")
     assert _has(errors, f"{base}.kubernetes.maxPods", "cannot be negative")
-    assert _has(errors, f"{base}.kernel.sysctlSettings", "keys cannot be empty")
-    assert _has(errors, f"{base}.boot.bootKernelParameters", "keys cannot be empty")
+    assert _has(errors, f"{base}.kernel.sysctlSettings", "key cannot be empty")
+    assert _has(errors, f"{base}.boot.bootKernelParameters", "key cannot be empty")
 
 
 # --------------------------------------------------------------------------- template
@@ -713,18 +725,28 @@ def test_image_reference(image: str, valid: bool) -> None:
 # --------------------------------------------------------------------------- cluster-wide
 
 
+def _checks(config: ClusterConfig) -> list[FieldError]:
+    """The create checks of ``config``, which static validation accepts: they are the provider
+    validator's rules, not the spec's."""
+    assert tb.validate_cluster(config) == []
+    return tb.create_checks(config)
+
+
 def test_cluster_valid() -> None:
     assert tb.validate_cluster(_config()) == []
+    assert tb.create_checks(_config()) == []
 
 
 def test_cluster_ignores_other_providers() -> None:
     config = _config()
     config.objects = [o for o in config.objects if not isinstance(o, TinkerbellDatacenterConfig)]
+    config.cluster.spec.kubernetes_version = "1.20"
     assert tb.validate_cluster(config) == []
+    assert tb.create_checks(config) == []
 
 
 def test_cluster_kubernetes_120_unsupported() -> None:
-    errors = tb.validate_cluster(_config(version="1.20"))
+    errors = _checks(_config(version="1.20"))
     assert _has(errors, "spec.kubernetesVersion", "1.20 is not supported on bare metal")
 
 
@@ -756,7 +778,7 @@ def test_cluster_control_plane_only_no_taints() -> None:
 def test_cluster_tinkerbell_ip_differs_from_endpoint() -> None:
     config = _config()
     _dc_of(config).spec.tinkerbell_ip = "10.80.8.90"
-    errors = tb.validate_cluster(config)
+    errors = _checks(config)
     assert errors[0].obj == "TinkerbellDatacenterConfig/bm"
     assert _has(errors, "spec.tinkerbellIP", "also the control plane endpoint")
 
@@ -766,17 +788,15 @@ def test_cluster_proxy_needs_local_hook_images() -> None:
     config.cluster.spec.proxy_configuration = ProxyConfiguration(
         http_proxy="http://10.0.0.1:3128", https_proxy="http://10.0.0.1:3128"
     )
-    assert _has(
-        tb.validate_cluster(config), "spec.hookImagesURLPath", "required when the cluster uses a proxy"
-    )
+    assert _has(_checks(config), "spec.hookImagesURLPath", "required when the cluster uses a proxy")
     _dc_of(config).spec.hook_images_url_path = "http://10.0.0.2/hook"
-    assert tb.validate_cluster(config) == []
+    assert _checks(config) == []
 
 
 def test_cluster_machine_namespace_matches_datacenter() -> None:
     config = _config()
     _mc_of(config, "bm-md").metadata.namespace = "other"
-    errors = tb.validate_cluster(config)
+    errors = _checks(config)
     assert errors[0].obj == "TinkerbellMachineConfig/bm-md"
     assert _has(errors, "metadata.namespace", "must match the namespace of TinkerbellDatacenterConfig/bm")
 
@@ -792,30 +812,28 @@ def test_cluster_template_ref_must_exist() -> None:
 
 
 def test_cluster_same_os_family() -> None:
-    errors = tb.validate_cluster(
-        _config(worker_family="ubuntu", dc_url="http://s/img-1.30.gz"),
-    )
+    errors = _checks(_config(worker_family="ubuntu", dc_url="http://s/img-1.30.gz"))
     assert any(e.obj == "TinkerbellMachineConfig/bm-md" for e in errors)
     assert _has(errors, "spec.osFamily", "differs from the control plane's 'bottlerocket'")
 
 
 def test_cluster_os_image_url_not_on_both() -> None:
-    errors = tb.validate_cluster(_config(dc_url="http://s/br-1.30.gz", cp_url="http://s/br-1.30.gz"))
+    errors = _checks(_config(dc_url="http://s/br-1.30.gz", cp_url="http://s/br-1.30.gz"))
     assert _has(errors, "spec.osImageURL", "set it on the datacenter or on the machine configs, not both")
 
 
 def test_cluster_os_image_url_required_for_ubuntu() -> None:
-    errors = tb.validate_cluster(_config(cp_family="ubuntu", worker_family="ubuntu"))
+    errors = _checks(_config(cp_family="ubuntu", worker_family="ubuntu"))
     assert _has(errors, "spec.osImageURL", "osImageURL is required for osFamily ubuntu")
     assert {e.obj for e in errors} == {"TinkerbellMachineConfig/bm-cp", "TinkerbellMachineConfig/bm-md"}
     ok = _config(cp_family="ubuntu", worker_family="ubuntu", dc_url="http://s/ubuntu-2204-1_30.gz")
-    assert tb.validate_cluster(ok) == []
+    assert _checks(ok) == []
 
 
 def test_cluster_datacenter_os_image_url_names_every_version() -> None:
     config = _config(cp_family="ubuntu", worker_family="ubuntu", dc_url="http://s/ubuntu-1-30.gz")
     config.cluster.worker_groups[0].kubernetes_version = "1.29"
-    errors = tb.validate_cluster(config)
+    errors = _checks(config)
     assert errors == [
         FieldError("TinkerbellDatacenterConfig/bm", "spec.osImageURL", errors[0].message),
     ]
@@ -829,9 +847,9 @@ def test_cluster_machine_os_image_url_names_its_version() -> None:
         cp_url="http://s/ubuntu-130.gz",
         worker_url="http://s/ubuntu-1.30.gz",
     )
-    assert tb.validate_cluster(config) == []
+    assert _checks(config) == []
     config.cluster.worker_groups[0].kubernetes_version = "1.29"
-    errors = tb.validate_cluster(config)
+    errors = _checks(config)
     assert errors[0].obj == "TinkerbellMachineConfig/bm-md"
     assert _has(errors, "spec.osImageURL", "must name Kubernetes version 1.29")
 
@@ -845,10 +863,8 @@ def test_cluster_in_place_needs_ubuntu() -> None:
     control_plane = config.cluster.spec.control_plane_configuration
     assert control_plane is not None
     control_plane.upgrade_rollout_strategy = ControlPlaneUpgradeRolloutStrategy(type="InPlace")
-    config.cluster.worker_groups[0].upgrade_rollout_strategy = WorkerNodesUpgradeRolloutStrategy(
-        type="InPlace"
-    )
-    errors = tb.validate_cluster(config)
+    config.cluster.worker_groups[0].upgrade_rollout_strategy = _in_place()
+    errors = _checks(config)
     assert _has(
         errors, "spec.controlPlaneConfiguration.upgradeRolloutStrategy.type", "only supported on the ubuntu"
     )
@@ -864,24 +880,199 @@ def test_cluster_rollout_types_match() -> None:
     control_plane = config.cluster.spec.control_plane_configuration
     assert control_plane is not None
     control_plane.upgrade_rollout_strategy = ControlPlaneUpgradeRolloutStrategy(type="InPlace")
-    errors = tb.validate_cluster(config)
+    errors = _checks(config)
     assert _has(
         errors,
         "spec.workerNodeGroupConfigurations[0].upgradeRolloutStrategy.type",
         "RollingUpdate differs from the control plane's InPlace",
     )
-    config.cluster.worker_groups[0].upgrade_rollout_strategy = WorkerNodesUpgradeRolloutStrategy(
-        type="InPlace"
-    )
-    assert tb.validate_cluster(config) == []
+    config.cluster.worker_groups[0].upgrade_rollout_strategy = _in_place()
+    assert _checks(config) == []
     config.cluster.worker_groups[0].autoscaling_configuration = AutoScalingConfiguration(
         min_count=1, max_count=2
     )
     assert _has(
-        tb.validate_cluster(config),
+        _checks(config),
         "spec.workerNodeGroupConfigurations[0].autoscalingConfiguration",
         "not supported with InPlace",
     )
+
+
+# --------------------------------------------------------------------------- cluster updates
+
+
+def _group(config: ClusterConfig, index: int = 0) -> WorkerNodeGroupConfiguration:
+    return config.cluster.worker_groups[index]
+
+
+def _control_plane(config: ClusterConfig) -> ControlPlaneConfiguration:
+    control_plane = config.cluster.spec.control_plane_configuration
+    assert control_plane is not None
+    return control_plane
+
+
+def _labelled() -> ClusterConfig:
+    config = _config()
+    _control_plane(config).labels = {"tier": "cp"}
+    _control_plane(config).taints = [Taint(key="dedicated", value="cp", effect="PreferNoSchedule")]
+    _group(config).labels = {"tier": "app"}
+    _group(config).taints = [Taint(key="dedicated", value="app", effect="NoSchedule")]
+    return config
+
+
+def _copy(config: ClusterConfig) -> ClusterConfig:
+    return ClusterConfig(
+        config.cluster.model_copy(deep=True), [o.model_copy(deep=True) for o in config.objects]
+    )
+
+
+def test_cluster_update_unchanged_is_accepted() -> None:
+    old = _labelled()
+    assert tb.cluster_update(old.cluster, _copy(old).cluster) == []
+    assert validate_update(old, _copy(old)) == []
+
+
+@pytest.mark.parametrize("field", ["labels", "taints"])
+def test_cluster_update_control_plane_labels_and_taints_are_immutable(field: str) -> None:
+    old = _labelled()
+    new = _copy(old)
+    if field == "labels":
+        _control_plane(new).labels = {"tier": "other"}
+    else:
+        _control_plane(new).taints = None
+    errors = tb.cluster_update(old.cluster, new.cluster)
+    assert [(e.obj, e.field) for e in errors] == [("Cluster/bm", f"spec.controlPlaneConfiguration.{field}")]
+    assert "immutable" in errors[0].message
+    assert [e.field for e in validate_update(old, new)] == [f"spec.controlPlaneConfiguration.{field}"]
+
+
+@pytest.mark.parametrize("field", ["labels", "taints"])
+def test_cluster_update_worker_labels_and_taints_are_immutable(field: str) -> None:
+    old = _labelled()
+    new = _copy(old)
+    new.cluster.spec.worker_node_group_configurations = [
+        WorkerNodeGroupConfiguration(
+            name="md-new", count=1, machine_group_ref=Ref(kind="TinkerbellMachineConfig", name="bm-md")
+        ),
+        _group(new),
+    ]
+    setattr(_group(new, 1), field, None)
+    errors = tb.cluster_update(old.cluster, new.cluster)
+    assert [e.field for e in errors] == [f"spec.workerNodeGroupConfigurations[1].{field}"]
+    assert "immutable" in errors[0].message
+
+
+def test_cluster_update_new_or_renamed_groups_choose_their_labels() -> None:
+    old = _labelled()
+    new = _copy(old)
+    _group(new).name = "md-1"
+    _group(new).labels = {"tier": "batch"}
+    _group(new).taints = None
+    assert tb.cluster_update(old.cluster, new.cluster) == []
+
+
+def test_cluster_update_unset_and_empty_labels_and_taints_are_the_same() -> None:
+    old = _config()
+    new = _copy(old)
+    _control_plane(new).labels = {}
+    _control_plane(new).taints = []
+    _group(new).labels = {}
+    _group(new).taints = []
+    assert tb.cluster_update(old.cluster, new.cluster) == []
+
+
+def test_cluster_update_paused_cluster_may_change_labels_and_taints() -> None:
+    old = _labelled()
+    old.cluster.metadata.annotations = {PAUSED_ANNOTATION: "true"}
+    new = _copy(old)
+    _control_plane(new).labels = None
+    _group(new).taints = None
+    assert tb.cluster_update(old.cluster, new.cluster) == []
+    assert validate_update(old, new) == []
+
+
+def _upgraded(config: ClusterConfig) -> ClusterConfig:
+    new = _copy(config)
+    new.cluster.spec.kubernetes_version = "1.31"
+    return new
+
+
+def test_cluster_update_upgrade_without_scaling_is_accepted() -> None:
+    old = _config()
+    assert tb.cluster_update(old.cluster, _upgraded(old).cluster) == []
+    assert validate_update(old, _upgraded(old)) == []
+
+
+def test_cluster_update_no_control_plane_scaling_during_upgrade() -> None:
+    old = _config()
+    new = _upgraded(old)
+    _control_plane(new).count = 3
+    errors = tb.cluster_update(old.cluster, new.cluster)
+    assert [(e.obj, e.field) for e in errors] == [("Cluster/bm", "spec.controlPlaneConfiguration.count")]
+    assert "cannot perform scale up or down during rolling upgrades" in errors[0].message
+    assert "previous control plane node count 1" in errors[0].message
+    assert [e.field for e in validate_update(old, new)] == ["spec.controlPlaneConfiguration.count"]
+    # Scaling without an upgrade is allowed.
+    new.cluster.spec.kubernetes_version = old.cluster.spec.kubernetes_version
+    assert tb.cluster_update(old.cluster, new.cluster) == []
+
+
+def test_cluster_update_scaling_rule_ignores_the_pause() -> None:
+    old = _config()
+    old.cluster.metadata.annotations = {PAUSED_ANNOTATION: "true"}
+    new = _upgraded(old)
+    _control_plane(new).count = 3
+    assert [e.field for e in tb.cluster_update(old.cluster, new.cluster)] == [
+        "spec.controlPlaneConfiguration.count"
+    ]
+
+
+def test_cluster_update_no_worker_scaling_during_upgrade() -> None:
+    old = _config()
+    new = _upgraded(old)
+    _group(new).count = 2
+    errors = tb.cluster_update(old.cluster, new.cluster)
+    assert [e.field for e in errors] == ["spec.workerNodeGroupConfigurations[0].count"]
+    assert "cannot perform scale up or down during rolling upgrades" in errors[0].message
+    assert "previous worker node count 1" in errors[0].message
+
+
+def test_cluster_update_no_new_worker_group_during_upgrade() -> None:
+    old = _config()
+    new = _upgraded(old)
+    extra = _group(new).model_copy(deep=True)
+    extra.name = "md-1"
+    new.cluster.spec.worker_node_group_configurations = [_group(new), extra]
+    errors = tb.cluster_update(old.cluster, new.cluster)
+    assert [e.field for e in errors] == [
+        "spec.workerNodeGroupConfigurations",
+        "spec.workerNodeGroupConfigurations[1]",
+    ]
+    assert all("cannot perform scale up or down during rolling upgrades" in e.message for e in errors)
+    assert "revert to the previous 1 worker node groups" in errors[0].message
+    assert "remove the new worker node group 'md-1'" in errors[1].message
+
+
+def test_cluster_update_no_worker_group_removed_during_upgrade() -> None:
+    old = _config()
+    extra = _group(old).model_copy(deep=True)
+    extra.name = "md-1"
+    old.cluster.spec.worker_node_group_configurations = [_group(old), extra]
+    new = _upgraded(old)
+    new.cluster.spec.worker_node_group_configurations = [_group(new)]
+    errors = tb.cluster_update(old.cluster, new.cluster)
+    assert [e.field for e in errors] == ["spec.workerNodeGroupConfigurations"]
+    assert "revert to the previous 2 worker node groups" in errors[0].message
+
+
+def test_cluster_update_is_only_for_tinkerbell_clusters() -> None:
+    old = _config()
+    new = _upgraded(old)
+    _control_plane(new).count = 3
+    assert validate_update(old, new) != []
+    old.cluster.spec.datacenter_ref = Ref(kind="VSphereDatacenterConfig", name="bm")
+    new.cluster.spec.datacenter_ref = Ref(kind="VSphereDatacenterConfig", name="bm")
+    assert not [e for e in validate_update(old, new) if "scale up or down" in e.message]
 
 
 # --------------------------------------------------------------------------- updates

@@ -5,29 +5,17 @@ from typing import Any
 import pytest
 import yaml
 
+from anywhere.api import check_config
 from anywhere.api.config import ClusterConfig
 from anywhere.api.errors import FieldError
 from anywhere.api.infra import vsphere
+from anywhere.api.infra._machine import PAUSED_ANNOTATION
 from anywhere.api.v1alpha1._base import ObjectMeta
+from anywhere.api.v1alpha1._machine import UserConfiguration
 from anywhere.api.v1alpha1.cluster import Cluster
-from anywhere.api.v1alpha1.vsphere import (
-    UserConfiguration,
-    VSphereDatacenterConfig,
-    VSphereMachineConfig,
-)
+from anywhere.api.v1alpha1.vsphere import VSphereDatacenterConfig, VSphereMachineConfig
+from tests.api.infra.conftest import CERT, only
 
-CERT = """-----BEGIN CERTIFICATE-----
-MIIBjTCCATOgAwIBAgIUH/p/o28x5X3haTr4ioqsbK5pgWwwCgYIKoZIzj0EAwIw
-GzEZMBcGA1UEAwwQYW55d2hlcmUtdGVzdC1jYTAgFw0yNjExMjMyMjA0MjBaGA8y
-MTI2MTAzMDIyMDQyMFowGzEZMBcGA1UEAwwQYW55d2hlcmUtdGVzdC1jYTBZMBMG
-ByqGSM49AgEGCCqGSM49AwEHA0IABNGcfcQvnfHNrUQxpvCODFG2Vd82iE2rvRuE
-AAfH9DCCnWoX3wfiJCRu3arvFKzv9phaJ2PcRVJLCx8dDYbmr2WjUzBRMB0GA1Ud
-DgQWBBRk8+rjOHomXRndSip/zw2yJwB5oTAfBgNVHSMEGDAWgBRk8+rjOHomXRnd
-Sip/zw2yJwB5oTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIDeY
-YuaUwlc9foMzkOLmsycY8rE4VixeqWIvUeBmYxW9AiEAnjmbh3hgtnjUdKULeP+q
-e0A6mTOazZ76GOfNTEV7nJ8=
------END CERTIFICATE-----
-"""
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILY8YXnsbhYEHdfMPmZG7eLtta7D8n0Ol7mO2pWr2fFn test@example.com"
 THUMBPRINT = "1E:3B:A1:4C:B2:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE"
 
@@ -125,11 +113,6 @@ def fields(errors: list[FieldError]) -> list[str]:
     return [e.field for e in errors]
 
 
-def only(errors: list[FieldError], field: str, text: str) -> None:
-    assert fields(errors) == [field], errors
-    assert text in errors[0].message, errors[0].message
-
-
 # --- loading ------------------------------------------------------------------------------------
 
 
@@ -223,7 +206,7 @@ def test_rules_flags() -> None:
     assert rules.endpoint_required
     assert not rules.kindnetd_allowed
     assert not rules.control_plane_only_allowed
-    assert rules.in_place_upgrade_allowed  # EKS Anywhere renders InPlace for vSphere (Ubuntu only)
+    assert not rules.in_place_upgrade_allowed  # refused by current EKS Anywhere outside a feature flag
     assert rules.create_checks is vsphere.create_checks
     assert rules.validate_cluster(sample_config()) == []  # every cross-object rule is a create check
 
@@ -397,7 +380,7 @@ def test_datacenter_update_allows_equivalent_network_and_thumbprint_change() -> 
 
 def test_datacenter_update_skipped_when_paused() -> None:
     old = datacenter()
-    old.metadata = ObjectMeta(name="prod", annotations={vsphere.PAUSED_ANNOTATION: "true"})
+    old.metadata = ObjectMeta(name="prod", annotations={PAUSED_ANNOTATION: "true"})
     assert vsphere.datacenter_update(old, datacenter(server="elsewhere")) == []
 
 
@@ -514,7 +497,7 @@ def test_ntp_servers() -> None:
         "spec.hostOSConfiguration.ntpConfiguration.servers[1]",
         "spec.hostOSConfiguration.ntpConfiguration.servers[2]",
     ]
-    assert "is not valid" in errors[0].message
+    assert "'bad server' is not a valid NTP server" in errors[0].message
 
 
 def test_cert_bundles() -> None:
@@ -529,7 +512,7 @@ def test_cert_bundles() -> None:
     only(
         vsphere.validate_machine(m),
         "spec.hostOSConfiguration.certBundles[0].data",
-        "not an X.509 certificate",
+        "not a DER-encoded X.509 certificate",
     )
     m = machine()
     host_os(m).cert_bundles[0].data = CERT + CERT
@@ -603,7 +586,7 @@ def test_machine_update_allows_the_rest() -> None:
 
 def test_machine_update_skipped_when_paused() -> None:
     old = machine()
-    old.metadata = ObjectMeta(name="prod-cp", annotations={vsphere.PAUSED_ANNOTATION: "true"})
+    old.metadata = ObjectMeta(name="prod-cp", annotations={PAUSED_ANNOTATION: "true"})
     assert vsphere.machine_update(old, machine(os_family="ubuntu")) == []
 
 
@@ -685,24 +668,17 @@ def test_template_must_name_kubernetes_version() -> None:
     assert errors[0].obj == "VSphereMachineConfig/prod"
 
 
-def test_in_place_upgrades_need_ubuntu() -> None:
+def test_in_place_upgrades_are_refused_on_vsphere() -> None:
     config = sample_config()
     data = config.cluster.to_dict()
     data["spec"]["controlPlaneConfiguration"]["upgradeRolloutStrategy"] = {"type": "InPlace"}
-    data["spec"]["workerNodeGroupConfigurations"][0]["upgradeRolloutStrategy"] = {"type": "InPlace"}
     config.cluster = Cluster.model_validate(data, by_name=False)
-    errors = vsphere.create_checks(config)
-    assert fields(errors) == [
-        "spec.controlPlaneConfiguration.upgradeRolloutStrategy.type",
-        "spec.workerNodeGroupConfigurations[0].upgradeRolloutStrategy.type",
-    ]
-    assert "only supported on the ubuntu OS family" in errors[0].message
-
-    for obj in config.objects[1:]:
-        assert isinstance(obj, VSphereMachineConfig)
-        obj.spec.os_family = "ubuntu"
-        obj.spec.template = "ubuntu-2204-kube-1-30"
-    assert vsphere.create_checks(config) == []
+    errors = check_config(config)
+    assert any(
+        e.field == "spec.controlPlaneConfiguration.upgradeRolloutStrategy.type"
+        and "InPlace upgrades are only supported on tinkerbell" in e.message
+        for e in errors
+    ), errors
 
 
 def test_missing_machine_configs_are_left_to_cluster_validation() -> None:

@@ -83,7 +83,8 @@ class ProviderRules:
     # (formats of thumbprints and keys, template names, ...). They need no live infrastructure but are
     # not rules of the spec itself: `anywhere validate` shows them as warnings, `create` refuses them.
     create_checks: Callable[[Any], list[FieldError]] = _no_errors
-    # (old Cluster, new Cluster) -> errors: the provider's own limits on changing a Cluster.
+    # (old Cluster, new Cluster) -> errors: the provider's own limits on changing a Cluster; it runs
+    # even when the old Cluster is paused, so the provider decides what a pause relaxes.
     cluster_update: Callable[[Any, Any], list[FieldError]] = _no_errors
     # (old, new) -> errors for immutable fields.
     datacenter_update: Callable[[Any, Any], list[FieldError]] = _no_errors

@@ -3,8 +3,10 @@
 Defaulting moves the deprecated top-level zones, domain, account and managementApiEndpoint into
 ``availabilityZones``; validation then checks what can be checked without a CloudStack API: that
 every zone, network, template and offering is named, that ids are UUIDs, the data disk, affinity,
-custom details and symlinks rules, and (across objects) the control plane endpoint and that template
-names carry the Kubernetes version. Whether the named resources exist is a live check, not made here.
+custom details and symlinks rules. What EKS Anywhere's CloudStack provider validator checks when a
+cluster is created, short of asking CloudStack (the control plane endpoint's host and port, template
+names carrying the Kubernetes version), is in ``create_checks``. Whether the named resources exist
+is a live check, not made here.
 """
 
 from __future__ import annotations
@@ -14,8 +16,18 @@ from urllib.parse import urlsplit
 
 from anywhere.api.config import ClusterConfig
 from anywhere.api.errors import ErrorList, FieldError
+from anywhere.api.infra._machine import (
+    ENDPOINT_HOST,
+    default_users,
+    is_paused,
+    is_uuid,
+    name_has_kube_version,
+    validate_users,
+    versioned_machines,
+)
 from anywhere.api.infra._rules import ProviderRules, ProviderSample, immutable
 from anywhere.api.v1alpha1._base import ObjectMeta
+from anywhere.api.v1alpha1._machine import UserConfiguration
 from anywhere.api.v1alpha1.cloudstack import (
     CloudStackAvailabilityZone,
     CloudStackDatacenterConfig,
@@ -24,13 +36,7 @@ from anywhere.api.v1alpha1.cloudstack import (
     CloudStackMachineConfigSpec,
     CloudStackResourceIdentifier,
     CloudStackZone,
-    UserConfiguration,
 )
-
-PAUSED_ANNOTATION = "anywhere.eks.amazonaws.com/paused"
-CONTROL_PLANE_ANNOTATION = "anywhere.eks.amazonaws.com/control-plane"
-ETCD_ANNOTATION = "anywhere.eks.amazonaws.com/etcd"
-MANAGED_BY_ANNOTATION = "anywhere.eks.amazonaws.com/managed-by"
 
 DEFAULT_AZ_PREFIX = "default-az"
 DEFAULT_CREDENTIALS_REF = "global"
@@ -50,7 +56,6 @@ RESTRICTED_USER_CUSTOM_DETAILS = (
     "controlNodeLoginUser",
 )  # fmt: skip
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Availability zone names CAPC v1beta2 generates when it converts v1beta1 zones (a version 4 UUID).
 _CAPC_CONVERTED_AZ_NAME = re.compile(
     r"^[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-4[a-fA-F0-9]{3}-[89aAbB][a-fA-F0-9]{3}-[a-fA-F0-9]{12}"
@@ -58,23 +63,7 @@ _CAPC_CONVERTED_AZ_NAME = re.compile(
 _PORTABLE_PATH = re.compile(r"^[a-zA-Z0-9._/-]+$")
 
 
-# --- helpers shared with other providers' rules --------------------------------------------------
-
-
-def is_uuid(value: str) -> bool:
-    return bool(_UUID.match(value))
-
-
-def is_paused(obj: object) -> bool:
-    """Whether an object carries the annotation that pauses its reconciliation (and update checks)."""
-    annotations = getattr(getattr(obj, "metadata", None), "annotations", None) or {}
-    return bool(annotations.get(PAUSED_ANNOTATION) == "true")
-
-
-def name_has_kube_version(name: str, version: str) -> bool:
-    """True when an image or template name carries the Kubernetes version (1.31, 1-31, 1_31 or 131)."""
-    compact_name = name.replace("-", "").replace(".", "").replace("_", "")
-    return version.replace(".", "") in compact_name
+# --- helpers ----------------------------------------------------------------------------------------
 
 
 def split_host_port(host: str, default_port: int) -> tuple[str, int] | str:
@@ -98,29 +87,6 @@ def split_host_port(host: str, default_port: int) -> tuple[str, int] | str:
     if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         return f"port {port_text!r} is not valid; give a port from 1 to 65535"
     return name, int(port_text)
-
-
-def validate_users(errors: ErrorList, users: list[UserConfiguration] | None) -> None:
-    """The first user, which the machines are created with, must be named.
-
-    SSH keys may be left empty: ``create cluster`` generates a key pair, as EKS Anywhere's CLI does.
-    """
-    if users is None:
-        return
-    if not users:
-        errors.add("spec.users", "at least one user is required (the login user of the machines)")
-        return
-    if not users[0].name:
-        errors.add("spec.users[0].name", "a user name is required")
-
-
-def default_users(users: list[UserConfiguration] | None, default_name: str) -> list[UserConfiguration]:
-    users = users or [UserConfiguration()]
-    if not users[0].ssh_authorized_keys:
-        users[0].ssh_authorized_keys = [""]
-    if not users[0].name:
-        users[0].name = default_name
-    return users
 
 
 # --- defaults --------------------------------------------------------------------------------------
@@ -290,8 +256,11 @@ def validate_machine(machine: CloudStackMachineConfig) -> list[FieldError]:
     return errors.errors
 
 
-def validate_cluster(config: ClusterConfig) -> list[FieldError]:
-    """Rules across the Cluster and its CloudStack objects: endpoint form, template names."""
+def create_checks(config: ClusterConfig) -> list[FieldError]:
+    """What EKS Anywhere's CloudStack provider validator refuses when a cluster is created, short of
+    asking CloudStack: a control plane endpoint that is not ``host[:port]``, and template names that
+    do not carry the Kubernetes version of their machines (a template given by id only is resolved,
+    and checked, against CloudStack)."""
     cluster = config.cluster
     errors = ErrorList(cluster.ref)
     control_plane = cluster.spec.control_plane_configuration
@@ -299,27 +268,10 @@ def validate_cluster(config: ClusterConfig) -> list[FieldError]:
     if host:
         parsed = split_host_port(host, DEFAULT_CONTROL_PLANE_PORT)
         if isinstance(parsed, str):
-            errors.add("spec.controlPlaneConfiguration.endpoint.host", f"{host!r} is not valid: {parsed}")
-    version = cluster.spec.kubernetes_version
-    uses: list[tuple[str | None, str | None]] = []
-    if control_plane and control_plane.machine_group_ref:
-        uses.append((control_plane.machine_group_ref.name, version))
-    etcd = cluster.spec.external_etcd_configuration
-    if etcd and etcd.machine_group_ref:
-        uses.append((etcd.machine_group_ref.name, version))
-    for group in cluster.worker_groups:
-        if group.machine_group_ref:
-            uses.append((group.machine_group_ref.name, group.kubernetes_version or version))
-    checked: set[tuple[str, str]] = set()
-    for name, wanted in uses:
-        machine = config.get(CloudStackMachineConfig.KIND, name)
-        if not isinstance(machine, CloudStackMachineConfig) or not wanted:
-            continue
+            errors.add(ENDPOINT_HOST, f"{host!r} is not valid: {parsed}")
+    for machine, wanted in versioned_machines(config, CloudStackMachineConfig):
         template = machine.spec.template.name if machine.spec.template else None
-        if not template or (machine.name, wanted) in checked:
-            continue  # a template given by id only is resolved, and checked, against CloudStack
-        checked.add((machine.name, wanted))
-        if not name_has_kube_version(template, wanted):
+        if template and not name_has_kube_version(template, wanted):
             errors.errors.append(
                 FieldError(
                     machine.ref,
@@ -450,7 +402,7 @@ RULES = ProviderRules(
     default_machine=default_machine,
     validate_datacenter=validate_datacenter,
     validate_machine=validate_machine,
-    validate_cluster=validate_cluster,
+    create_checks=create_checks,
     datacenter_update=datacenter_update,
     machine_update=machine_update,
 )

@@ -2,34 +2,38 @@
 
 What is checked here needs no Prism Central: the endpoint, port, credentials reference and trust
 bundle; identifiers (``type`` uuid or name, and the matching value); failure domains; CCM node IP
-exclusions; VM sizes against EKS Anywhere's minimums; GPUs, boot type and OS family; and, across
-objects, that the control plane endpoint is an IP, image names carry the Kubernetes version, GPUs sit
-on worker machines only and failure domains name real worker groups.
+exclusions; VM sizes against EKS Anywhere's minimums; GPUs, boot type and OS family. What EKS
+Anywhere's Nutanix provider validator checks across objects when a cluster is created, short of
+asking Prism Central (a control plane endpoint that is an IP, no rollout strategy, image names
+carrying the Kubernetes version, GPUs on worker machines only, failure domains naming real worker
+groups), is in ``create_checks``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
 from decimal import Decimal, InvalidOperation
 
 from anywhere.api.config import ClusterConfig
 from anywhere.api.errors import ErrorList, FieldError
-from anywhere.api.infra._rules import ProviderRules, ProviderSample, immutable
-from anywhere.api.infra.cloudstack import (
+from anywhere.api.infra._machine import (
     CONTROL_PLANE_ANNOTATION,
     ETCD_ANNOTATION,
     MANAGED_BY_ANNOTATION,
     default_users,
+    endpoint_must_be_ip,
+    is_certificates_der,
     is_paused,
     is_uuid,
     name_has_kube_version,
+    pem_blocks,
     validate_users,
+    versioned_machines,
 )
+from anywhere.api.infra._rules import ProviderRules, ProviderSample, immutable
 from anywhere.api.v1alpha1._base import ObjectMeta, Ref
-from anywhere.api.v1alpha1.cloudstack import UserConfiguration
+from anywhere.api.v1alpha1._machine import UserConfiguration
 from anywhere.api.v1alpha1.nutanix import (
     NutanixDatacenterConfig,
     NutanixDatacenterConfigSpec,
@@ -56,7 +60,6 @@ _FAILURE_DOMAIN_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-_PEM_BLOCK = re.compile(r"-----BEGIN ([^-\r\n]+)-----\r?\n(.*?)-----END \1-----", re.S)
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -79,51 +82,16 @@ def parse_quantity(text: str) -> Decimal | None:
     return value.scaleb(_DECIMAL[suffix or ""])
 
 
-def _der_element(data: bytes, pos: int) -> tuple[int, int, int] | None:
-    """(tag, content start, content end) of the DER element at ``pos``, if it is well formed."""
-    if pos + 2 > len(data):
-        return None
-    tag, length = data[pos], data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
-            return None
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    if pos + length > len(data):
-        return None
-    return tag, pos, pos + length
-
-
-def _is_certificate_der(data: bytes) -> bool:
-    """Concatenated X.509 certificates: SEQUENCE { tbs SEQUENCE, alg SEQUENCE, sig BIT STRING } each."""
-    pos = 0
-    while pos < len(data):
-        outer = _der_element(data, pos)
-        if outer is None or outer[0] != 0x30:
-            return False
-        inner, end = outer[1], outer[2]
-        for expected in (0x30, 0x30, 0x03):
-            element = _der_element(data[:end], inner)
-            if element is None or element[0] != expected:
-                return False
-            inner = element[2]
-        pos = end
-    return bool(data)
-
-
 def trust_bundle_problem(bundle: str) -> str | None:
     """Why a PEM trust bundle is unusable (its first block must hold certificates), or None."""
-    match = _PEM_BLOCK.search(bundle)
-    if match is None:
+    blocks = pem_blocks(bundle)
+    if not blocks:
         return "could not find a PEM block in the certificate"
-    try:
-        der = base64.b64decode("".join(match.group(2).split()), validate=True)
-    except (binascii.Error, ValueError):
+    label, der = blocks[0]
+    if der is None:
         return "the PEM block is not valid base64"
-    if not _is_certificate_der(der):
-        return f"the PEM block ({match.group(1)}) does not hold an X.509 certificate"
+    if not is_certificates_der(der):
+        return f"the PEM block ({label}) does not hold an X.509 certificate"
     return None
 
 
@@ -311,21 +279,18 @@ def validate_machine(machine: NutanixMachineConfig) -> list[FieldError]:
     return errors.errors
 
 
-def validate_cluster(config: ClusterConfig) -> list[FieldError]:
-    """Rules across the Cluster and its Nutanix objects."""
+def create_checks(config: ClusterConfig) -> list[FieldError]:
+    """What EKS Anywhere's Nutanix provider validator refuses across objects when a cluster is
+    created, short of asking Prism Central: a control plane endpoint that is not an IP, a customised
+    rollout strategy, image names that do not carry the Kubernetes version of their machines (an
+    image given by uuid is resolved, and checked, against Prism Central), GPUs on machines that are
+    not workers, and failure domains naming what is not a worker group's machine config or spreading
+    a group over fewer domains than it has machines."""
     cluster = config.cluster
     errors = ErrorList(cluster.ref)
     spec = cluster.spec
+    errors.extend(endpoint_must_be_ip(cluster, "Nutanix needs the control plane endpoint as an IP"))
     control_plane = spec.control_plane_configuration
-    host = control_plane.endpoint.host if control_plane and control_plane.endpoint else None
-    if host:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            errors.add(
-                "spec.controlPlaneConfiguration.endpoint.host",
-                f"{host!r} is not an IP address; Nutanix needs the control plane endpoint as an IP",
-            )
     unsupported = "upgrade rollout strategy customization is not supported for the nutanix provider"
     if control_plane and control_plane.upgrade_rollout_strategy is not None:
         errors.add("spec.controlPlaneConfiguration.upgradeRolloutStrategy", unsupported)
@@ -333,24 +298,10 @@ def validate_cluster(config: ClusterConfig) -> list[FieldError]:
         if group.upgrade_rollout_strategy is not None:
             errors.add(f"spec.workerNodeGroupConfigurations[{index}].upgradeRolloutStrategy", unsupported)
 
-    version = spec.kubernetes_version
-    cp_name = (
-        control_plane.machine_group_ref.name if control_plane and control_plane.machine_group_ref else None
-    )
-    etcd = spec.external_etcd_configuration
-    etcd_name = etcd.machine_group_ref.name if etcd and etcd.machine_group_ref else None
-    worker_refs = {g.machine_group_ref.name: g for g in cluster.worker_groups if g.machine_group_ref}
-    uses = [(cp_name, version), (etcd_name, version)]
-    uses += [(name, group.kubernetes_version or version) for name, group in worker_refs.items()]
-    checked: set[tuple[str, str]] = set()
-    for name, wanted in uses:
-        machine = config.get(NutanixMachineConfig.KIND, name)
-        if not isinstance(machine, NutanixMachineConfig) or not wanted or (machine.name, wanted) in checked:
-            continue
-        checked.add((machine.name, wanted))
+    for machine, wanted in versioned_machines(config, NutanixMachineConfig):
         image = machine.spec.image
         if image is None or image.type != "name" or not image.name:
-            continue  # an image given by uuid is resolved, and checked, against Prism Central
+            continue
         if not name_has_kube_version(image.name, wanted):
             errors.errors.append(
                 FieldError(
@@ -361,6 +312,12 @@ def validate_cluster(config: ClusterConfig) -> list[FieldError]:
                 )
             )
 
+    cp_name = (
+        control_plane.machine_group_ref.name if control_plane and control_plane.machine_group_ref else None
+    )
+    etcd = spec.external_etcd_configuration
+    etcd_name = etcd.machine_group_ref.name if etcd and etcd.machine_group_ref else None
+    worker_refs = {g.machine_group_ref.name: g for g in cluster.worker_groups if g.machine_group_ref}
     for obj in config.of_kind(NutanixMachineConfig.KIND):
         if not isinstance(obj, NutanixMachineConfig) or not obj.spec.gpus:
             continue
@@ -502,7 +459,7 @@ RULES = ProviderRules(
     default_machine=default_machine,
     validate_datacenter=validate_datacenter,
     validate_machine=validate_machine,
-    validate_cluster=validate_cluster,
+    create_checks=create_checks,
     datacenter_update=datacenter_update,
     machine_update=machine_update,
 )

@@ -7,15 +7,13 @@ the Snowball is for the provider's live preflight checks.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
 from collections import Counter
-from urllib.parse import urlsplit
 
 from anywhere.api.config import ClusterConfig
 from anywhere.api.errors import ErrorList, FieldError
+from anywhere.api.infra._machine import BOTTLEROCKET, UBUNTU, validate_host_os
 from anywhere.api.infra._rules import ProviderRules, ProviderSample, immutable
 from anywhere.api.v1alpha1._base import ObjectMeta, Ref
 from anywhere.api.v1alpha1.snow import (
@@ -29,14 +27,11 @@ from anywhere.api.v1alpha1.snow import (
     SnowNetwork,
     SnowVolume,
 )
-from anywhere.api.v1alpha1.vsphere import HostOSConfiguration
 
 IDENTITY_KIND = "Secret"
 DEFAULT_INSTANCE_TYPE = "sbe-c.large"
 PHYSICAL_NETWORK_CONNECTORS = ("SFP_PLUS", "QSFP", "RJ45")
 DEFAULT_PHYSICAL_NETWORK_CONNECTOR = "SFP_PLUS"
-BOTTLEROCKET = "bottlerocket"
-UBUNTU = "ubuntu"
 OS_FAMILIES = (BOTTLEROCKET, UBUNTU)
 MIN_CONTAINERS_VOLUME_GIB = {UBUNTU: 8, BOTTLEROCKET: 25}
 MIN_VOLUME_GIB = 8
@@ -46,7 +41,6 @@ MAX_VLAN_ID = 4095
 
 # Snow instance types: sbe-c.large, sbe-c.xlarge, sbe-c.2xlarge, sbe-g.4xlarge, ...
 _INSTANCE_TYPE = re.compile(r"^sbe-[cg]\.\d*x?large$")
-_PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
 
 _DNIS = "spec.network.directNetworkInterfaces"
 
@@ -132,7 +126,7 @@ def validate_machine(machine: SnowMachineConfig) -> list[FieldError]:
     _check_containers_volume(errors, spec.containers_volume, os_family)
     for i, volume in enumerate(spec.non_root_volumes or []):
         _check_non_root_volume(errors, f"spec.nonRootVolumes[{i}]", volume)
-    validate_host_os_configuration(errors, "spec.hostOSConfiguration", spec.host_os_configuration, os_family)
+    validate_host_os(errors, "spec.hostOSConfiguration", spec.host_os_configuration, os_family)
     return errors.errors
 
 
@@ -207,88 +201,6 @@ def _check_non_root_volume(errors: ErrorList, path: str, volume: SnowVolume) -> 
         errors.add(f"{path}.size", f"size is required (GiB, at least {MIN_VOLUME_GIB})")
     elif volume.size < MIN_VOLUME_GIB:
         errors.add(f"{path}.size", f"size {volume.size} GiB is too small; use at least {MIN_VOLUME_GIB} GiB")
-
-
-def validate_host_os_configuration(
-    errors: ErrorList, path: str, config: HostOSConfiguration | None, os_family: str | None
-) -> None:
-    """Add the problems of a ``hostOSConfiguration`` (NTP, CA bundles, Bottlerocket settings)."""
-    if config is None:
-        return
-    ntp = config.ntp_configuration
-    if ntp is not None:
-        if not ntp.servers:
-            errors.add(
-                f"{path}.ntpConfiguration.servers", "servers can not be empty when ntpConfiguration is set"
-            )
-        for i, server in enumerate(ntp.servers or []):
-            if not _valid_ntp_server(server):
-                errors.add(f"{path}.ntpConfiguration.servers[{i}]", f"{server!r} is not a valid NTP server")
-
-    for i, bundle in enumerate(config.cert_bundles or []):
-        where = f"{path}.certBundles[{i}]"
-        if os_family != BOTTLEROCKET:
-            errors.add(where, f"certBundles can only be used with osFamily {BOTTLEROCKET}")
-        if not bundle.name:
-            errors.add(f"{where}.name", "name is required")
-        problem = _certificate_problem(bundle.data or "")
-        if problem:
-            errors.add(f"{where}.data", problem)
-
-    bottlerocket = config.bottlerocket_configuration
-    if bottlerocket is None:
-        return
-    where = f"{path}.bottlerocketConfiguration"
-    if os_family != BOTTLEROCKET:
-        errors.add(where, f"bottlerocketConfiguration can only be used with osFamily {BOTTLEROCKET}")
-    kubernetes = bottlerocket.kubernetes
-    if kubernetes is not None:
-        for i, sysctl in enumerate(kubernetes.allowed_unsafe_sysctls or []):
-            if not sysctl:
-                errors.add(f"{where}.kubernetes.allowedUnsafeSysctls[{i}]", "must not be an empty string")
-        for i, ip in enumerate(kubernetes.cluster_dns_ips or []):
-            try:
-                ipaddress.ip_address(ip)
-            except ValueError:
-                errors.add(f"{where}.kubernetes.clusterDNSIPs[{i}]", f"{ip!r} is not a valid IP address")
-        if kubernetes.max_pods is not None and kubernetes.max_pods < 0:
-            errors.add(f"{where}.kubernetes.maxPods", "maxPods can not be negative")
-    if bottlerocket.kernel is not None and "" in (bottlerocket.kernel.sysctl_settings or {}):
-        errors.add(f"{where}.kernel.sysctlSettings", "sysctlSettings keys can not be empty")
-    if bottlerocket.boot is not None and "" in (bottlerocket.boot.boot_kernel_parameters or {}):
-        errors.add(f"{where}.boot.bootKernelParameters", "bootKernelParameters keys can not be empty")
-
-
-def _valid_ntp_server(server: str) -> bool:
-    if not server or any(c.isspace() for c in server):
-        return False
-    url = server
-    if "://" not in server:
-        try:
-            url = f"udp://[{server}]" if ipaddress.ip_address(server).version == 6 else f"udp://{server}"
-        except ValueError:
-            url = f"udp://{server}"
-    try:
-        parts = urlsplit(url)
-        _ = parts.port
-    except ValueError:
-        return False
-    return bool(parts.scheme and parts.hostname)
-
-
-def _certificate_problem(data: str) -> str | None:
-    """Why ``data`` is not a PEM bundle of one or more certificates, or ``None``."""
-    blocks = _PEM_CERTIFICATE.findall(data)
-    if not blocks:
-        return "data is not a PEM certificate bundle (no -----BEGIN CERTIFICATE----- block)"
-    for n, body in enumerate(blocks, start=1):
-        try:
-            der = base64.b64decode("".join(body.split()), validate=True)
-        except (binascii.Error, ValueError):
-            return f"certificate {n} of the bundle is not valid base64"
-        if not der or der[0] != 0x30:
-            return f"certificate {n} of the bundle is not a DER-encoded certificate"
-    return None
 
 
 # --- rules spanning the Cluster -----------------------------------------------------------

@@ -1,45 +1,58 @@
 """Specification rules of the ``tinkerbell`` (bare metal) provider.
 
-Only what can be checked from the files alone lives here: hardware inventory, BMC reachability and
-whether an IP is already taken are checked by the provider when it runs.
+Static validation is what EKS Anywhere's own Tinkerbell kinds and Cluster validation check. What its
+Tinkerbell provider validator checks when a cluster is created, short of looking at hardware (one OS
+family, OS image URLs naming the Kubernetes version, rollout strategies, distinct Tinkerbell and
+endpoint IPs, ...), is in ``create_checks``. Hardware inventory, BMC reachability and whether an IP is
+already taken are checked by the provider when it runs.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
-import struct
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from anywhere.api.config import ClusterConfig
 from anywhere.api.errors import ErrorList, FieldError
+from anywhere.api.infra._machine import (
+    BOTTLEROCKET,
+    IN_PLACE,
+    REDHAT,
+    ROLLING_UPDATE,
+    UBUNTU,
+    find_machine,
+    in_place_needs_ubuntu,
+    is_paused,
+    name_has_kube_version,
+    validate_host_os,
+    validate_ssh_keys,
+    versioned_machines,
+)
 from anywhere.api.infra._rules import ProviderRules, ProviderSample, immutable
 from anywhere.api.v1alpha1._base import ObjectMeta, Ref
-from anywhere.api.v1alpha1.cluster import Cluster, WorkerNodeGroupConfiguration
+from anywhere.api.v1alpha1._machine import UserConfiguration
+from anywhere.api.v1alpha1.cluster import (
+    Cluster,
+    ControlPlaneConfiguration,
+    Taint,
+    WorkerNodeGroupConfiguration,
+)
 from anywhere.api.v1alpha1.tinkerbell import (
-    HostOSConfiguration,
     LabelSelector,
     TinkerbellDatacenterConfig,
     TinkerbellDatacenterConfigSpec,
     TinkerbellMachineConfig,
     TinkerbellMachineConfigSpec,
     TinkerbellTemplateConfig,
-    UserConfiguration,
 )
 
-UBUNTU = "ubuntu"
-BOTTLEROCKET = "bottlerocket"
-REDHAT = "redhat"
 OS_FAMILIES = (UBUNTU, BOTTLEROCKET, REDHAT)
 DEFAULT_OS_FAMILY = BOTTLEROCKET
 DEFAULT_USER = "ec2-user"
 TEMPLATE_KIND = TinkerbellTemplateConfig.KIND
 TEMPLATE_VERSION = "0.1"
-IN_PLACE = "InPlace"
-ROLLING_UPDATE = "RollingUpdate"
 # While the CLI runs an operation it may change fields that are otherwise fixed.
 MANAGED_BY_CLI_ANNOTATION = "anywhere.eks.amazonaws.com/managed-by-cli"
 
@@ -50,8 +63,6 @@ _MIN_WORKERLESS_VERSION = (1, 22)
 _UNSUPPORTED_VERSION = (1, 20)
 
 _T = TypeVar("_T")
-# A worker node group with its index and the machine config it refers to (if the file holds it).
-_Group = tuple[int, WorkerNodeGroupConfiguration, TinkerbellMachineConfig | None]
 
 # --------------------------------------------------------------------------- defaults
 
@@ -131,9 +142,11 @@ def validate_machine(machine: TinkerbellMachineConfig) -> list[FieldError]:
 
     # Users may be left out: the CLI adds ec2-user and generates a key for users without one.
     for i, user in enumerate(spec.users or []):
-        _validate_user(errors, f"spec.users[{i}]", user)
+        if not user.name:
+            errors.add(f"spec.users[{i}].name", f"user name is required, e.g. {DEFAULT_USER}")
+    validate_ssh_keys(errors, spec.users)
 
-    _validate_host_os(errors, spec.host_os_configuration, spec.os_family)
+    validate_host_os(errors, "spec.hostOSConfiguration", spec.host_os_configuration, spec.os_family)
     return errors.errors
 
 
@@ -193,62 +206,6 @@ def _validate_label_selector(errors: ErrorList, path: str, selector: LabelSelect
             errors.add(f"{field}.values", f"operator {expr.operator} takes no values")
 
 
-def _validate_user(errors: ErrorList, path: str, user: UserConfiguration) -> None:
-    if not user.name:
-        errors.add(f"{path}.name", f"user name is required, e.g. {DEFAULT_USER}")
-    for k, key in enumerate(user.ssh_authorized_keys or []):
-        # An empty key asks the CLI to generate one.
-        if key:
-            problem = ssh_public_key_problem(key)
-            if problem:
-                errors.add(f"{path}.sshAuthorizedKeys[{k}]", f"not a valid SSH public key: {problem}")
-
-
-def _validate_host_os(errors: ErrorList, config: HostOSConfiguration | None, os_family: str | None) -> None:
-    if config is None:
-        return
-    base = "spec.hostOSConfiguration"
-    ntp = config.ntp_configuration
-    if ntp is not None:
-        if not ntp.servers:
-            errors.add(f"{base}.ntpConfiguration.servers", "at least one NTP server is required")
-        bad = [server for server in ntp.servers or [] if not _valid_ntp_server(server)]
-        if bad:
-            errors.add(f"{base}.ntpConfiguration.servers", f"ntp servers [{', '.join(bad)}] are not valid")
-    for i, bundle in enumerate(config.cert_bundles or []):
-        path = f"{base}.certBundles[{i}]"
-        if os_family != BOTTLEROCKET:
-            errors.add(path, f"certBundles can only be used with osFamily {BOTTLEROCKET}")
-            continue
-        if not bundle.name:
-            errors.add(f"{path}.name", "cert bundle name is required")
-        problem = _pem_certificates_problem(bundle.data or "")
-        if problem:
-            errors.add(f"{path}.data", problem)
-    bottlerocket = config.bottlerocket_configuration
-    if bottlerocket is None:
-        return
-    path = f"{base}.bottlerocketConfiguration"
-    if os_family != BOTTLEROCKET:
-        errors.add(path, f"bottlerocketConfiguration can only be used with osFamily {BOTTLEROCKET}")
-        return
-    kubernetes = bottlerocket.kubernetes
-    if kubernetes is not None:
-        if any(not value for value in kubernetes.allowed_unsafe_sysctls or []):
-            errors.add(f"{path}.kubernetes.allowedUnsafeSysctls", "entries cannot be empty strings")
-        for ip in kubernetes.cluster_dns_ips or []:
-            try:
-                ipaddress.ip_address(ip)
-            except ValueError:
-                errors.add(f"{path}.kubernetes.clusterDNSIPs", f"{ip!r} is not a valid IP address")
-        if kubernetes.max_pods is not None and kubernetes.max_pods < 0:
-            errors.add(f"{path}.kubernetes.maxPods", "maxPods cannot be negative")
-    if bottlerocket.kernel is not None and "" in (bottlerocket.kernel.sysctl_settings or {}):
-        errors.add(f"{path}.kernel.sysctlSettings", "sysctl setting keys cannot be empty")
-    if bottlerocket.boot is not None and "" in (bottlerocket.boot.boot_kernel_parameters or {}):
-        errors.add(f"{path}.boot.bootKernelParameters", "boot kernel parameter keys cannot be empty")
-
-
 def machine_update(old: TinkerbellMachineConfig, new: TinkerbellMachineConfig) -> list[FieldError]:
     """osFamily and the first user (name and first key) are fixed once machines exist."""
     ref = new.ref
@@ -288,13 +245,7 @@ def validate_template(template_config: TinkerbellTemplateConfig) -> list[FieldEr
     task_names: set[str] = set()
     for i, task in enumerate(workflow.tasks or []):
         path = f"spec.template.tasks[{i}]"
-        _check_name(errors, f"{path}.name", task.name, "task")
-        if task.name:
-            if task.name in task_names:
-                errors.add(
-                    f"{path}.name", f"two tasks in a template cannot have the same name ({task.name!r})"
-                )
-            task_names.add(task.name)
+        _check_unique_name(errors, f"{path}.name", task.name, task_names, "task", "template")
         if not task.worker:
             errors.add(
                 f"{path}.worker", "worker is required, e.g. '{{.device_1}}' (the machine being provisioned)"
@@ -302,14 +253,7 @@ def validate_template(template_config: TinkerbellTemplateConfig) -> list[FieldEr
         action_names: set[str] = set()
         for j, action in enumerate(task.actions or []):
             action_path = f"{path}.actions[{j}]"
-            _check_name(errors, f"{action_path}.name", action.name, "action")
-            if action.name:
-                if action.name in action_names:
-                    errors.add(
-                        f"{action_path}.name",
-                        f"two actions in a task cannot have the same name ({action.name!r})",
-                    )
-                action_names.add(action.name)
+            _check_unique_name(errors, f"{action_path}.name", action.name, action_names, "action", "task")
             if not action.image:
                 errors.add(f"{action_path}.image", "action image is required")
             elif not valid_image_reference(action.image):
@@ -328,23 +272,33 @@ def _check_name(errors: ErrorList, field: str, name: str | None, what: str) -> N
         errors.add(field, f"{what} name must be shorter than {_MAX_NAME_LENGTH} characters")
 
 
+def _check_unique_name(
+    errors: ErrorList, field: str, name: str | None, seen: set[str], what: str, where: str
+) -> None:
+    """A named ``what`` whose name no other ``what`` of the same ``where`` has."""
+    _check_name(errors, field, name, what)
+    if name:
+        if name in seen:
+            errors.add(field, f"two {what}s in a {where} cannot have the same name ({name!r})")
+        seen.add(name)
+
+
 # --------------------------------------------------------------------------- cluster-wide
 
 
 def validate_cluster(config: ClusterConfig) -> list[FieldError]:
-    """Rules that need the Cluster and its Tinkerbell objects together (no hardware needed)."""
+    """What EKS Anywhere's Cluster validation checks of a bare metal cluster (no external etcd; a
+    cluster without workers needs Kubernetes 1.22 and an untainted control plane), and that every
+    templateRef names a template of the configuration."""
     datacenter = config.datacenter
     if not isinstance(datacenter, TinkerbellDatacenterConfig):
         return []
     cluster = config.cluster
     spec = cluster.spec
     errors = ErrorList(cluster.ref)
-    found: list[FieldError] = []
     version = _minor_version(spec.kubernetes_version)
     control_plane = spec.control_plane_configuration
 
-    if version == _UNSUPPORTED_VERSION:
-        errors.add("spec.kubernetesVersion", "Kubernetes 1.20 is not supported on bare metal")
     if spec.external_etcd_configuration is not None:
         errors.add(
             "spec.externalEtcdConfiguration",
@@ -364,6 +318,43 @@ def validate_cluster(config: ClusterConfig) -> list[FieldError]:
                 "every pod has to run on them",
             )
 
+    found: list[FieldError] = []
+    for machine in _used_machines(config):
+        ref = machine.spec.template_ref
+        if (
+            ref is not None
+            and ref.name
+            and (ref.kind or TEMPLATE_KIND) == TEMPLATE_KIND
+            and not isinstance(config.get(TEMPLATE_KIND, ref.name), TinkerbellTemplateConfig)
+        ):
+            found.append(
+                FieldError(
+                    machine.ref,
+                    "spec.templateRef.name",
+                    f"{TEMPLATE_KIND} {ref.name!r} is not in the configuration",
+                )
+            )
+    return _unique([*errors.errors, *found])
+
+
+def create_checks(config: ClusterConfig) -> list[FieldError]:
+    """What EKS Anywhere's Tinkerbell provider validator refuses when a cluster is created, short of
+    looking at hardware: Kubernetes 1.20, a Tinkerbell IP equal to the control plane endpoint, a proxy
+    without locally hosted HookOS images, machine configs outside the datacenter's namespace, more
+    than one OS family, missing or misplaced OS image URLs and URLs not naming the Kubernetes version,
+    InPlace upgrades off Ubuntu, different rollout types for the control plane and workers, and
+    autoscaling with InPlace upgrades."""
+    datacenter = config.datacenter
+    if not isinstance(datacenter, TinkerbellDatacenterConfig):
+        return []
+    cluster = config.cluster
+    spec = cluster.spec
+    errors = ErrorList(cluster.ref)
+    found: list[FieldError] = []
+    control_plane = spec.control_plane_configuration
+
+    if _minor_version(spec.kubernetes_version) == _UNSUPPORTED_VERSION:
+        errors.add("spec.kubernetesVersion", "Kubernetes 1.20 is not supported on bare metal")
     endpoint = control_plane.endpoint.host if control_plane and control_plane.endpoint else None
     if datacenter.spec.tinkerbell_ip and datacenter.spec.tinkerbell_ip == endpoint:
         found.append(
@@ -385,12 +376,10 @@ def validate_cluster(config: ClusterConfig) -> list[FieldError]:
         )
 
     cp_machine = _machine(config, control_plane.machine_group_ref if control_plane else None)
-    groups = [
-        (i, group, _machine(config, group.machine_group_ref)) for i, group in enumerate(cluster.worker_groups)
-    ]
+    groups = [_machine(config, group.machine_group_ref) for group in cluster.worker_groups]
     etcd = spec.external_etcd_configuration
     etcd_machine = _machine(config, etcd.machine_group_ref if etcd else None)
-    used = _unique([m for m in (cp_machine, *(m for _, _, m in groups), etcd_machine) if m is not None])
+    used = _used_machines(config)
 
     for machine in used:
         if machine.namespace != datacenter.namespace:
@@ -402,24 +391,10 @@ def validate_cluster(config: ClusterConfig) -> list[FieldError]:
                     f"({datacenter.namespace!r})",
                 )
             )
-        ref = machine.spec.template_ref
-        if (
-            ref is not None
-            and ref.name
-            and (ref.kind or TEMPLATE_KIND) == TEMPLATE_KIND
-            and not isinstance(config.get(TEMPLATE_KIND, ref.name), TinkerbellTemplateConfig)
-        ):
-            found.append(
-                FieldError(
-                    machine.ref,
-                    "spec.templateRef.name",
-                    f"{TEMPLATE_KIND} {ref.name!r} is not in the configuration",
-                )
-            )
 
     cp_family = cp_machine.spec.os_family if cp_machine else None
     if cp_machine is not None and cp_family:
-        others = [(m, "worker node group") for _, _, m in groups] + [(etcd_machine, "etcd")]
+        others = [(m, "worker node group") for m in groups] + [(etcd_machine, "etcd")]
         for other, role in others:
             if other is not None and other.spec.os_family and other.spec.os_family != cp_family:
                 found.append(
@@ -431,17 +406,32 @@ def validate_cluster(config: ClusterConfig) -> list[FieldError]:
                     )
                 )
 
-    found += _os_image_errors(cluster, datacenter, cp_machine, groups, used)
-    _rollout_rules(errors, cluster, cp_machine, groups)
+    found += _os_image_errors(config, datacenter, used)
+
+    def os_family_of(ref: Ref | None) -> tuple[str, str | None] | None:
+        machine = _machine(config, ref)
+        return (machine.ref, machine.spec.os_family) if machine is not None else None
+
+    errors.errors.extend(in_place_needs_ubuntu(cluster, os_family_of))
+    _rollout_rules(errors, cluster)
     return _unique([*errors.errors, *found])
 
 
+def _used_machines(config: ClusterConfig) -> list[TinkerbellMachineConfig]:
+    """The machine configs the Cluster's control plane, worker groups and etcd refer to, once each."""
+    spec = config.cluster.spec
+    control_plane = spec.control_plane_configuration
+    etcd = spec.external_etcd_configuration
+    refs = [
+        control_plane.machine_group_ref if control_plane else None,
+        *(group.machine_group_ref for group in config.cluster.worker_groups),
+        etcd.machine_group_ref if etcd else None,
+    ]
+    return _unique([m for m in (_machine(config, ref) for ref in refs) if m is not None])
+
+
 def _os_image_errors(
-    cluster: Cluster,
-    datacenter: TinkerbellDatacenterConfig,
-    cp_machine: TinkerbellMachineConfig | None,
-    groups: list[_Group],
-    used: list[TinkerbellMachineConfig],
+    config: ClusterConfig, datacenter: TinkerbellDatacenterConfig, used: list[TinkerbellMachineConfig]
 ) -> list[FieldError]:
     found: list[FieldError] = []
     dc_url = datacenter.spec.os_image_url
@@ -465,6 +455,7 @@ def _os_image_errors(
                     f"are imported automatically; set it here or on {datacenter.ref}",
                 )
             )
+    cluster = config.cluster
     cluster_version = cluster.spec.kubernetes_version
     if not cluster_version:
         return found
@@ -474,57 +465,26 @@ def _os_image_errors(
             *(g.kubernetes_version for g in cluster.worker_groups if g.kubernetes_version),
         ]
         for version in dict.fromkeys(versions):
-            if not _url_has_version(dc_url, version):
-                found.append(
-                    FieldError(
-                        datacenter.ref,
-                        "spec.osImageURL",
-                        _missing_version_message(version),
-                    )
-                )
+            if not name_has_kube_version(dc_url, version):
+                found.append(FieldError(datacenter.ref, "spec.osImageURL", _missing_version_message(version)))
         return found
-    checks: list[tuple[TinkerbellMachineConfig | None, str]] = [(cp_machine, cluster_version)]
-    checks += [(m, g.kubernetes_version or cluster_version) for _, g, m in groups]
-    for checked, version in checks:
-        url = checked.spec.os_image_url if checked else None
-        # Bottlerocket machines without a URL get the image of the release bundle.
-        if checked is not None and url and not _url_has_version(url, version):
-            found.append(
-                FieldError(
-                    checked.ref,
-                    "spec.osImageURL",
-                    _missing_version_message(version),
-                )
-            )
+    # Bottlerocket machines without a URL get the image of the release bundle.
+    for machine, version in versioned_machines(config, TinkerbellMachineConfig, with_etcd=False):
+        url = machine.spec.os_image_url
+        if url and not name_has_kube_version(url, version):
+            found.append(FieldError(machine.ref, "spec.osImageURL", _missing_version_message(version)))
     return found
 
 
-def _rollout_rules(
-    errors: ErrorList,
-    cluster: Cluster,
-    cp_machine: TinkerbellMachineConfig | None,
-    groups: list[_Group],
-) -> None:
+def _rollout_rules(errors: ErrorList, cluster: Cluster) -> None:
+    """Workers roll out as the control plane does; InPlace upgrades cannot autoscale."""
     control_plane = cluster.spec.control_plane_configuration
     cp_strategy = control_plane.upgrade_rollout_strategy if control_plane else None
     cp_type = (cp_strategy.type if cp_strategy else None) or ROLLING_UPDATE
-    if cp_type == IN_PLACE and cp_machine is not None and cp_machine.spec.os_family != UBUNTU:
-        errors.add(
-            "spec.controlPlaneConfiguration.upgradeRolloutStrategy.type",
-            f"InPlace upgrades are only supported on the {UBUNTU} OS family "
-            f"({cp_machine.ref} is {cp_machine.spec.os_family})",
-        )
     for i, group in enumerate(cluster.worker_groups):
-        machine = next((m for j, _, m in groups if j == i), None)
         strategy = group.upgrade_rollout_strategy
         group_type = (strategy.type if strategy else None) or ROLLING_UPDATE
         path = f"spec.workerNodeGroupConfigurations[{i}]"
-        if group_type == IN_PLACE and machine is not None and machine.spec.os_family != UBUNTU:
-            errors.add(
-                f"{path}.upgradeRolloutStrategy.type",
-                f"InPlace upgrades are only supported on the {UBUNTU} OS family "
-                f"({machine.ref} is {machine.spec.os_family})",
-            )
         if group_type != cp_type:
             errors.add(
                 f"{path}.upgradeRolloutStrategy.type",
@@ -537,11 +497,97 @@ def _rollout_rules(
             )
 
 
+# --------------------------------------------------------------------------- cluster updates
+
+
+def cluster_update(old: Cluster, new: Cluster) -> list[FieldError]:
+    """EKS Anywhere's webhook rules for changing a bare metal Cluster.
+
+    Node labels and taints are fixed: those of the control plane, and those of every worker group
+    that stays (groups are matched by name); a paused cluster lifts this, as it lifts every immutable
+    field. While the Kubernetes version changes (a rolling upgrade), nothing may scale: the control
+    plane keeps its count, and the worker groups their number, names and counts. EKS Anywhere's
+    webhook applies this one to paused clusters too, so it is not skipped here for them.
+    """
+    errors = ErrorList(new.ref)
+    old_groups = {group.name: group for group in old.worker_groups}
+    if not is_paused(old):
+        old_cp = old.spec.control_plane_configuration
+        new_cp = new.spec.control_plane_configuration
+        for field in ("labels", "taints"):
+            errors.extend(
+                immutable(
+                    new.ref,
+                    f"spec.controlPlaneConfiguration.{field}",
+                    _node_setting(old_cp, field),
+                    _node_setting(new_cp, field),
+                )
+            )
+        for i, group in enumerate(new.worker_groups):
+            before = old_groups.get(group.name)
+            for field in ("labels", "taints") if before is not None else ():
+                errors.extend(
+                    immutable(
+                        new.ref,
+                        f"spec.workerNodeGroupConfigurations[{i}].{field}",
+                        _node_setting(before, field),
+                        _node_setting(group, field),
+                    )
+                )
+    old_version, new_version = old.spec.kubernetes_version, new.spec.kubernetes_version
+    if old_version is not None and new_version is not None and old_version != new_version:
+        _no_scaling_during_upgrade(errors, old, new, old_groups)
+    return errors.errors
+
+
+def _node_setting(
+    nodes: ControlPlaneConfiguration | WorkerNodeGroupConfiguration | None, field: str
+) -> dict[str, str] | list[dict[str, Any]]:
+    """The labels (a map) or taints (a list) of some nodes; unset and empty are the same."""
+    if field == "labels":
+        return dict(nodes.labels or {}) if nodes is not None else {}
+    taints: list[Taint] = (nodes.taints if nodes is not None else None) or []
+    return [taint.to_dict() for taint in taints]
+
+
+def _no_scaling_during_upgrade(
+    errors: ErrorList, old: Cluster, new: Cluster, old_groups: dict[str | None, WorkerNodeGroupConfiguration]
+) -> None:
+    upgrade = (
+        "cannot perform scale up or down during rolling upgrades "
+        f"(kubernetesVersion {old.spec.kubernetes_version} -> {new.spec.kubernetes_version})"
+    )
+    old_cp, new_cp = old.spec.control_plane_configuration, new.spec.control_plane_configuration
+    old_count = old_cp.count if old_cp else None
+    if old_count != (new_cp.count if new_cp else None):
+        errors.add(
+            "spec.controlPlaneConfiguration.count",
+            f"{upgrade}; previous control plane node count {old_count}",
+        )
+    if len(old.worker_groups) != len(new.worker_groups):
+        errors.add(
+            "spec.workerNodeGroupConfigurations",
+            f"{upgrade}; revert to the previous {len(old.worker_groups)} worker node groups",
+        )
+    for i, group in enumerate(new.worker_groups):
+        before = old_groups.get(group.name)
+        if before is None:
+            errors.add(
+                f"spec.workerNodeGroupConfigurations[{i}]",
+                f"{upgrade}; remove the new worker node group {group.name!r}",
+            )
+        elif before.count != group.count:
+            errors.add(
+                f"spec.workerNodeGroupConfigurations[{i}].count",
+                f"{upgrade}; previous worker node count {before.count}",
+            )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
 def _machine(config: ClusterConfig, ref: Ref | None) -> TinkerbellMachineConfig | None:
-    if ref is None or not ref.name:
-        return None
-    obj = config.get(ref.kind or TinkerbellMachineConfig.KIND, ref.name)
-    return obj if isinstance(obj, TinkerbellMachineConfig) else None
+    return find_machine(config, TinkerbellMachineConfig, ref)
 
 
 def _minor_version(version: str | None) -> tuple[int, int] | None:
@@ -552,12 +598,6 @@ def _minor_version(version: str | None) -> tuple[int, int] | None:
 def _missing_version_message(version: str) -> str:
     spellings = ", ".join(version.replace(".", sep) for sep in (".", "-", "_"))
     return f"osImageURL must name Kubernetes version {version} (as {spellings} or {version.replace('.', '')})"
-
-
-def _url_has_version(url: str, version: str) -> bool:
-    """Whether the URL names the version as 1.30, 1-30, 1_30 or 130."""
-    strip = str.maketrans("", "", "-._")
-    return version.translate(strip) in url.translate(strip)
 
 
 def _unique(items: list[_T]) -> list[_T]:
@@ -585,78 +625,6 @@ def valid_url(value: str) -> bool:
     except ValueError:
         return False
     return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", parts.scheme) and parts.netloc)
-
-
-def _valid_ntp_server(server: str) -> bool:
-    candidate = server if "://" in server else f"udp://{server}"
-    return valid_url(candidate) and bool(urlsplit(candidate).hostname)
-
-
-_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s*(.*?)\s*-----END CERTIFICATE-----", re.S)
-
-
-def _pem_certificates_problem(data: str) -> str | None:
-    """Why ``data`` is not a PEM bundle of certificates, or ``None`` when it is one."""
-    blocks = _PEM_CERT.findall(data)
-    if not blocks:
-        return "not a PEM certificate bundle (no BEGIN CERTIFICATE block)"
-    for n, block in enumerate(blocks, 1):
-        try:
-            der = base64.b64decode("".join(block.split()), validate=True)
-        except (binascii.Error, ValueError):
-            return f"certificate {n} is not valid base64"
-        if not _der_sequence(der):
-            return f"certificate {n} is not a DER-encoded certificate"
-    return None
-
-
-def _der_sequence(der: bytes) -> bool:
-    """Whether ``der`` is exactly one DER SEQUENCE, the outer shape of an X.509 certificate."""
-    if len(der) < 2 or der[0] != 0x30:
-        return False
-    length, offset = der[1], 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or len(der) < 2 + count:
-            return False
-        length, offset = int.from_bytes(der[2 : 2 + count], "big"), 2 + count
-    return offset + length == len(der)
-
-
-_SSH_KEY_TYPES = frozenset(
-    {
-        "ssh-rsa",
-        "ssh-dss",
-        "ssh-ed25519",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "sk-ssh-ed25519@openssh.com",
-        "sk-ecdsa-sha2-nistp256@openssh.com",
-    }
-)
-
-
-def ssh_public_key_problem(line: str) -> str | None:
-    """Why ``line`` is not an authorized_keys entry (``[options] type base64 [comment]``), or ``None``."""
-    fields = line.split()
-    for i, token in enumerate(fields):
-        key_type = token.removesuffix("-cert-v01@openssh.com")
-        if key_type not in _SSH_KEY_TYPES:
-            continue
-        if i + 1 >= len(fields):
-            return f"the {token} key has no base64 body"
-        try:
-            blob = base64.b64decode(fields[i + 1], validate=True)
-        except (binascii.Error, ValueError):
-            return "the key body is not valid base64"
-        if len(blob) < 4:
-            return "the key body is truncated"
-        (size,) = struct.unpack(">I", blob[:4])
-        if blob[4 : 4 + size] != token.encode():
-            return f"the key body does not hold a {token} key"
-        return None
-    return f"no known key type; expected one of {', '.join(sorted(_SSH_KEY_TYPES))}"
 
 
 _DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
@@ -721,6 +689,8 @@ RULES = ProviderRules(
     validate_datacenter=validate_datacenter,
     validate_machine=validate_machine,
     validate_cluster=validate_cluster,
+    create_checks=create_checks,
+    cluster_update=cluster_update,
     datacenter_update=datacenter_update,
     machine_update=machine_update,
     extra_kinds=(TinkerbellTemplateConfig,),

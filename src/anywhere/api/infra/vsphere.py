@@ -11,34 +11,35 @@ server's certificate and whether a datastore has room are questions for vCenter,
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import posixpath
 import re
-from urllib.parse import urlsplit
 
 from anywhere.api.config import ClusterConfig
 from anywhere.api.errors import ErrorList, FieldError
+from anywhere.api.infra._machine import (
+    BOTTLEROCKET,
+    REDHAT,
+    UBUNTU,
+    endpoint_must_be_ip,
+    find_machine,
+    is_paused,
+    name_has_kube_version,
+    validate_host_os,
+    validate_ssh_keys,
+    versioned_machines,
+)
 from anywhere.api.infra._rules import ProviderRules, ProviderSample, immutable
-from anywhere.api.v1alpha1._base import Object, ObjectMeta
+from anywhere.api.v1alpha1._base import ObjectMeta, Ref
+from anywhere.api.v1alpha1._machine import UserConfiguration
 from anywhere.api.v1alpha1.cluster import Cluster
 from anywhere.api.v1alpha1.vsphere import (
-    BottlerocketConfiguration,
-    CertBundle,
     FailureDomain,
-    HostOSConfiguration,
-    NTPConfiguration,
-    UserConfiguration,
     VSphereDatacenterConfig,
     VSphereDatacenterConfigSpec,
     VSphereMachineConfig,
     VSphereMachineConfigSpec,
 )
 
-BOTTLEROCKET = "bottlerocket"
-UBUNTU = "ubuntu"
-REDHAT = "redhat"
 OS_FAMILIES = (BOTTLEROCKET, UBUNTU, REDHAT)
 CLONE_MODES = ("fullClone", "linkedClone")
 BOTTLEROCKET_DEFAULT_USER = "ec2-user"
@@ -49,23 +50,8 @@ MIN_MEMORY_MIB = 2048
 DEFAULT_NUM_CPUS = 2
 DEFAULT_DISK_GIB = 25
 MAX_NETWORKS = 2
-PAUSED_ANNOTATION = "anywhere.eks.amazonaws.com/paused"
-IN_PLACE = "InPlace"
 
 _THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){19}(?:(?::[0-9A-Fa-f]{2}){12})?$")
-_PEM_BLOCK = re.compile(r"-----BEGIN ([^-\r\n]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
-_SSH_KEY_TYPES = (
-    "ssh-rsa",
-    "ssh-dss",
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-)
-_VERSION_SEPARATORS = re.compile(r"[-._]")
-
 
 # --- helpers shared by defaults, validation and updates -------------------------------------------
 
@@ -86,11 +72,6 @@ def full_network_path(network: str | None, datacenter: str | None) -> str | None
 def effective_os_family(machine: VSphereMachineConfig) -> str:
     """The OS family the machine config will have once defaulted."""
     return machine.spec.os_family or DEFAULT_OS_FAMILY
-
-
-def is_paused(obj: Object) -> bool:
-    """Reconciliation of the object is paused: EKS Anywhere skips its immutability checks then."""
-    return obj.annotations.get(PAUSED_ANNOTATION) == "true"
 
 
 def _network_prefix(datacenter: str) -> str:
@@ -221,140 +202,10 @@ def validate_machine(machine: VSphereMachineConfig) -> list[FieldError]:
             "spec.osFamily",
             f"osFamily {spec.os_family!r} is not supported; use one of {', '.join(OS_FAMILIES)}",
         )
-    _validate_host_os(errors, spec.host_os_configuration, effective_os_family(machine))
-    return errors.errors
-
-
-def _validate_host_os(errors: ErrorList, config: HostOSConfiguration | None, os_family: str) -> None:
-    if config is None:
-        return
-    base = "spec.hostOSConfiguration"
-    _validate_ntp(errors, f"{base}.ntpConfiguration", config.ntp_configuration)
-    for i, bundle in enumerate(config.cert_bundles or []):
-        _validate_cert_bundle(errors, f"{base}.certBundles[{i}]", bundle, os_family)
-    _validate_bottlerocket(
-        errors, f"{base}.bottlerocketConfiguration", config.bottlerocket_configuration, os_family
+    validate_host_os(
+        errors, "spec.hostOSConfiguration", spec.host_os_configuration, effective_os_family(machine)
     )
-
-
-def _validate_ntp(errors: ErrorList, path: str, ntp: NTPConfiguration | None) -> None:
-    if ntp is None:
-        return
-    if not ntp.servers:
-        errors.add(f"{path}.servers", "ntpConfiguration.servers cannot be empty")
-        return
-    for i, server in enumerate(ntp.servers):
-        if not _is_ntp_server(server):
-            errors.add(f"{path}.servers[{i}]", f"ntp server {server!r} is not valid; give a host name or IP")
-
-
-def _is_ntp_server(server: str) -> bool:
-    if not server or any(c.isspace() for c in server):
-        return False
-    if "://" in server:
-        url = server
-    else:
-        try:
-            is_v6 = ipaddress.ip_address(server).version == 6
-        except ValueError:
-            is_v6 = False
-        url = f"udp://[{server}]" if is_v6 else f"udp://{server}"
-    try:
-        parts = urlsplit(url)
-        _ = parts.port
-    except ValueError:
-        return False
-    return bool(parts.scheme) and bool(parts.hostname)
-
-
-def _validate_cert_bundle(errors: ErrorList, path: str, bundle: CertBundle, os_family: str) -> None:
-    if os_family != BOTTLEROCKET:
-        errors.add(path, f"certBundles can only be used with osFamily {BOTTLEROCKET!r}, not {os_family!r}")
-        return
-    if not bundle.name:
-        errors.add(f"{path}.name", "certBundles name cannot be empty")
-    problem = _certificate_problem(bundle.data or "")
-    if problem:
-        errors.add(f"{path}.data", problem)
-
-
-def _certificate_problem(text: str) -> str | None:
-    """Why ``text`` is not a bundle of PEM certificates, or ``None`` when it is one."""
-    blocks = _PEM_BLOCK.findall(text)
-    if not blocks:
-        return "failed to parse certificate PEM: no PEM block found"
-    for label, body in blocks:
-        payload = "".join(line for line in body.splitlines() if ":" not in line)
-        try:
-            der = base64.b64decode("".join(payload.split()), validate=True)
-        except (binascii.Error, ValueError):
-            return f"failed to parse certificate: the {label} block is not valid base64"
-        if label.strip() != "CERTIFICATE" or not _looks_like_certificate(der):
-            return f"failed to parse certificate: the {label} block is not an X.509 certificate"
-    return None
-
-
-def _looks_like_certificate(der: bytes) -> bool:
-    """A DER X.509 certificate: SEQUENCE { SEQUENCE tbs, SEQUENCE algorithm, BIT STRING signature }."""
-    outer = _der_element(der, 0)
-    if outer is None or outer[0] != 0x30 or outer[2] != len(der):
-        return False
-    tags = []
-    offset = outer[1]
-    while offset < len(der):
-        element = _der_element(der, offset)
-        if element is None:
-            return False
-        tags.append(element[0])
-        offset = element[2]
-    return tags == [0x30, 0x30, 0x03]
-
-
-def _der_element(data: bytes, offset: int) -> tuple[int, int, int] | None:
-    """``(tag, content start, end)`` of the DER element at ``offset``, if well-formed."""
-    if offset + 2 > len(data):
-        return None
-    tag, first = data[offset], data[offset + 1]
-    start = offset + 2
-    if first < 0x80:
-        length = first
-    else:
-        count = first & 0x7F
-        if count == 0 or count > 4 or start + count > len(data):
-            return None
-        length = int.from_bytes(data[start : start + count], "big")
-        start += count
-    end = start + length
-    return (tag, start, end) if end <= len(data) else None
-
-
-def _validate_bottlerocket(
-    errors: ErrorList, path: str, config: BottlerocketConfiguration | None, os_family: str
-) -> None:
-    if config is None:
-        return
-    if os_family != BOTTLEROCKET:
-        errors.add(
-            path,
-            f"bottlerocketConfiguration can only be used with osFamily {BOTTLEROCKET!r}, not {os_family!r}",
-        )
-        return
-    kubernetes = config.kubernetes
-    if kubernetes is not None:
-        for i, sysctl in enumerate(kubernetes.allowed_unsafe_sysctls or []):
-            if not sysctl:
-                errors.add(f"{path}.kubernetes.allowedUnsafeSysctls[{i}]", "an unsafe sysctl cannot be empty")
-        for i, ip in enumerate(kubernetes.cluster_dns_ips or []):
-            try:
-                ipaddress.ip_address(ip)
-            except ValueError:
-                errors.add(f"{path}.kubernetes.clusterDNSIPs[{i}]", f"{ip!r} is not a valid IP address")
-        if kubernetes.max_pods is not None and kubernetes.max_pods < 0:
-            errors.add(f"{path}.kubernetes.maxPods", f"maxPods {kubernetes.max_pods} cannot be negative")
-    if config.kernel is not None and "" in (config.kernel.sysctl_settings or {}):
-        errors.add(f"{path}.kernel.sysctlSettings", "sysctlSettings key cannot be empty")
-    if config.boot is not None and "" in (config.boot.boot_kernel_parameters or {}):
-        errors.add(f"{path}.boot.bootKernelParameters", "bootKernelParameters key cannot be empty")
+    return errors.errors
 
 
 def machine_update(old: VSphereMachineConfig, new: VSphereMachineConfig) -> list[FieldError]:
@@ -379,21 +230,16 @@ def machine_update(old: VSphereMachineConfig, new: VSphereMachineConfig) -> list
 # --- create-time checks ---------------------------------------------------------------------------
 
 
-def _machine(config: ClusterConfig, name: str | None) -> VSphereMachineConfig | None:
-    obj = config.get(VSphereMachineConfig.KIND, name)
-    return obj if isinstance(obj, VSphereMachineConfig) else None
-
-
-def _template_has_version(template: str, version: str) -> bool:
-    return _VERSION_SEPARATORS.sub("", version) in _VERSION_SEPARATORS.sub("", template)
+def _machine(config: ClusterConfig, ref: Ref | None) -> VSphereMachineConfig | None:
+    return find_machine(config, VSphereMachineConfig, ref)
 
 
 def create_checks(config: ClusterConfig) -> list[FieldError]:
     """What EKS Anywhere's vSphere provider validator refuses when a cluster is created, short of
     asking vCenter: formats of the thumbprint and SSH keys, sizes, clone mode, networks, templates
     (present for Ubuntu and RHEL, naming the Kubernetes version, shared by etcd and the control
-    plane), a control plane endpoint that is an IP, one OS family for every node, and InPlace
-    upgrades only on Ubuntu. References that resolve to nothing are cluster validation's to report."""
+    plane), a control plane endpoint that is an IP, and one OS family for every node. References
+    that resolve to nothing are cluster validation's to report."""
     errors: list[FieldError] = []
     datacenter = config.datacenter
     if isinstance(datacenter, VSphereDatacenterConfig):
@@ -453,61 +299,24 @@ def _machine_create_checks(machine: VSphereMachineConfig) -> list[FieldError]:
     for i, network in enumerate(networks):
         if not network:
             errors.add(f"spec.networks[{i}]", "network name cannot be empty")
-    for i, user in enumerate(spec.users or []):
-        for j, key in enumerate(user.ssh_authorized_keys or []):
-            if key and not _is_ssh_public_key(key):
-                errors.add(
-                    f"spec.users[{i}].sshAuthorizedKeys[{j}]",
-                    "not a valid SSH public key; expected '<type> <base64 key> [comment]', "
-                    "e.g. a line of ~/.ssh/id_ed25519.pub",
-                )
+    validate_ssh_keys(errors, spec.users)
     return errors.errors
-
-
-def _is_ssh_public_key(line: str) -> bool:
-    """An authorized_keys line: optional options, a key type, the base64 key blob naming that type."""
-    fields = line.split()
-    while fields and fields[0] not in _SSH_KEY_TYPES:
-        fields = fields[1:]  # leading options such as from="..." or no-pty
-    if len(fields) < 2:
-        return False
-    try:
-        blob = base64.b64decode(fields[1], validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    if len(blob) < 4:
-        return False
-    length = int.from_bytes(blob[:4], "big")
-    return blob[4 : 4 + length] == fields[0].encode()
 
 
 def _cluster_create_checks(config: ClusterConfig) -> list[FieldError]:
     cluster = config.cluster
-    errors = ErrorList(cluster.ref)
     spec = cluster.spec
     control_plane = spec.control_plane_configuration
-    cp_ref = control_plane.machine_group_ref if control_plane else None
-    cp_machine = _machine(config, cp_ref.name if cp_ref else None)
-
-    if control_plane and control_plane.endpoint and control_plane.endpoint.host:
-        host = control_plane.endpoint.host
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            errors.add(
-                "spec.controlPlaneConfiguration.endpoint.host",
-                f"{host!r} is not an IP address; vSphere needs a free IP for the control plane endpoint",
-            )
-
+    cp_machine = _machine(config, control_plane.machine_group_ref if control_plane else None)
     etcd = spec.external_etcd_configuration
-    etcd_ref = etcd.machine_group_ref if etcd else None
-    etcd_machine = _machine(config, etcd_ref.name if etcd_ref else None)
+    etcd_machine = _machine(config, etcd.machine_group_ref if etcd else None)
 
+    errors = endpoint_must_be_ip(cluster, "vSphere needs a free IP for the control plane endpoint")
     if cp_machine is not None:
         errors.extend(_same_os_and_template(config, cluster, cp_machine, etcd_machine))
-    errors.extend(_template_versions(config, cluster, cp_machine, etcd_machine))
-    errors.extend(_in_place_os(config, cluster, cp_machine))
-    return errors.errors
+    errors.extend(_template_versions(config))
+
+    return errors
 
 
 def _same_os_and_template(
@@ -520,7 +329,7 @@ def _same_os_and_template(
     errors = ErrorList(cluster.ref)
     cp_os = effective_os_family(cp_machine)
     for i, group in enumerate(cluster.worker_groups):
-        worker = _machine(config, group.machine_group_ref.name if group.machine_group_ref else None)
+        worker = _machine(config, group.machine_group_ref)
         if worker is not None and effective_os_family(worker) != cp_os:
             errors.add(
                 f"spec.workerNodeGroupConfigurations[{i}].machineGroupRef",
@@ -549,69 +358,18 @@ def _same_os_and_template(
     return errors.errors
 
 
-def _template_versions(
-    config: ClusterConfig,
-    cluster: Cluster,
-    cp_machine: VSphereMachineConfig | None,
-    etcd_machine: VSphereMachineConfig | None,
-) -> list[FieldError]:
+def _template_versions(config: ClusterConfig) -> list[FieldError]:
     """Each template must name the Kubernetes version its machines run (1.30, 1-30, 1_30 or 130)."""
-    version = cluster.spec.kubernetes_version
-    wanted: list[tuple[VSphereMachineConfig, str]] = []
-    if version:
-        wanted += [(m, version) for m in (cp_machine, etcd_machine) if m is not None]
-    for group in cluster.worker_groups:
-        worker = _machine(config, group.machine_group_ref.name if group.machine_group_ref else None)
-        group_version = group.kubernetes_version or version
-        if worker is not None and group_version:
-            wanted.append((worker, group_version))
     errors: list[FieldError] = []
-    seen: set[tuple[str, str]] = set()
-    for machine, kube_version in wanted:
+    for machine, version in versioned_machines(config, VSphereMachineConfig):
         template = machine.spec.template
-        if not template or (machine.name, kube_version) in seen:
-            continue
-        seen.add((machine.name, kube_version))
-        if not _template_has_version(template, kube_version):
+        if template and not name_has_kube_version(template, version):
             errors.append(
                 FieldError(
                     machine.ref,
                     "spec.template",
-                    f"template {template!r} does not name Kubernetes version {kube_version}; its name must "
-                    f"contain it (e.g. {kube_version}, {kube_version.replace('.', '-')} or "
-                    f"{kube_version.replace('.', '')})",
-                )
-            )
-    return errors
-
-
-def _in_place_os(
-    config: ClusterConfig, cluster: Cluster, cp_machine: VSphereMachineConfig | None
-) -> list[FieldError]:
-    """In-place upgrades replace packages on running nodes, which only Ubuntu machines support."""
-    errors: list[FieldError] = []
-    message = "InPlace upgrades are only supported on the ubuntu OS family; {ref} has osFamily {os!r}"
-    control_plane = cluster.spec.control_plane_configuration
-    strategy = control_plane.upgrade_rollout_strategy if control_plane else None
-    if strategy and strategy.type == IN_PLACE and cp_machine and effective_os_family(cp_machine) != UBUNTU:
-        errors.append(
-            FieldError(
-                cluster.ref,
-                "spec.controlPlaneConfiguration.upgradeRolloutStrategy.type",
-                message.format(ref=cp_machine.ref, os=effective_os_family(cp_machine)),
-            )
-        )
-    for i, group in enumerate(cluster.worker_groups):
-        group_strategy = group.upgrade_rollout_strategy
-        if not group_strategy or group_strategy.type != IN_PLACE:
-            continue
-        worker = _machine(config, group.machine_group_ref.name if group.machine_group_ref else None)
-        if worker is not None and effective_os_family(worker) != UBUNTU:
-            errors.append(
-                FieldError(
-                    cluster.ref,
-                    f"spec.workerNodeGroupConfigurations[{i}].upgradeRolloutStrategy.type",
-                    message.format(ref=worker.ref, os=effective_os_family(worker)),
+                    f"template {template!r} does not name Kubernetes version {version}; its name must "
+                    f"contain it (e.g. {version}, {version.replace('.', '-')} or {version.replace('.', '')})",
                 )
             )
     return errors
@@ -660,9 +418,8 @@ RULES = ProviderRules(
     sample=sample,
     endpoint_required=True,
     control_plane_only_allowed=False,
-    # EKS Anywhere's cluster validation accepts InPlace whatever the provider, and its vSphere
-    # provider renders it (Ubuntu only: see create_checks).
-    in_place_upgrade_allowed=True,
+    # Current EKS Anywhere refuses InPlace on vSphere unless a developer feature flag is set.
+    in_place_upgrade_allowed=False,
     kindnetd_allowed=False,
     default_datacenter=default_datacenter,
     default_machine=default_machine,

@@ -13,13 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from anywhere.api.v1alpha1._base import Model, Object
-
-
-class UserConfiguration(Model):
-    """An OS user created on the machines, with the SSH public keys allowed to log in as it."""
-
-    name: str | None = None
-    ssh_authorized_keys: list[str] | None = None
+from anywhere.api.v1alpha1._machine import UserConfiguration
 
 
 class CloudStackResourceIdentifier(Model):

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from anywhere.api.v1alpha1._base import Condition, Model, Object, Ref
-from anywhere.api.v1alpha1.cloudstack import UserConfiguration
+from anywhere.api.v1alpha1._machine import UserConfiguration
 
 
 def _quantity_text(value: Any) -> Any:

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from anywhere.api.v1alpha1._base import Model, Object, Ref
-from anywhere.api.v1alpha1.vsphere import HostOSConfiguration
+from anywhere.api.v1alpha1._machine import HostOSConfiguration
 
 
 class SnowDatacenterConfigSpec(Model):

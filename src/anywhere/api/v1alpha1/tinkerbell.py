@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from anywhere.api.v1alpha1._base import Model, Object, Ref
+from anywhere.api.v1alpha1._machine import HostOSConfiguration, UserConfiguration
 
 # --------------------------------------------------------------------------- datacenter
 
@@ -39,65 +40,6 @@ class TinkerbellDatacenterConfig(Object):
     kind: Literal["TinkerbellDatacenterConfig"] = "TinkerbellDatacenterConfig"
     spec: TinkerbellDatacenterConfigSpec = Field(default_factory=TinkerbellDatacenterConfigSpec)
     status: TinkerbellDatacenterConfigStatus | None = None
-
-
-# --------------------------------------------------------------------------- host OS settings
-
-
-class NTPConfiguration(Model):
-    """NTP servers the nodes synchronise with."""
-
-    servers: list[str] | None = None
-
-
-class BottlerocketKubernetesSettings(Model):
-    """Kubelet settings Bottlerocket exposes through its settings API."""
-
-    allowed_unsafe_sysctls: list[str] | None = None
-    cluster_dns_ips: list[str] | None = Field(default=None, alias="clusterDNSIPs")
-    max_pods: int | None = None
-
-
-class BottlerocketKernelSettings(Model):
-    """Kernel sysctls set on Bottlerocket nodes."""
-
-    sysctl_settings: dict[str, str] | None = None
-
-
-class BottlerocketBootSettings(Model):
-    """Kernel command-line parameters of Bottlerocket nodes, each key with its values."""
-
-    boot_kernel_parameters: dict[str, list[str]] | None = None
-
-
-class BottlerocketConfiguration(Model):
-    """Host settings that only apply when the OS family is bottlerocket."""
-
-    kubernetes: BottlerocketKubernetesSettings | None = None
-    kernel: BottlerocketKernelSettings | None = None
-    boot: BottlerocketBootSettings | None = None
-
-
-class CertBundle(Model):
-    """An extra trusted CA bundle (PEM) installed on the host."""
-
-    name: str | None = None
-    data: str | None = None
-
-
-class HostOSConfiguration(Model):
-    """Settings applied to the host OS of every machine built from a machine config."""
-
-    ntp_configuration: NTPConfiguration | None = None
-    bottlerocket_configuration: BottlerocketConfiguration | None = None
-    cert_bundles: list[CertBundle] | None = None
-
-
-class UserConfiguration(Model):
-    """An OS user created on the machines, with the SSH public keys it accepts."""
-
-    name: str | None = None
-    ssh_authorized_keys: list[str] | None = None
 
 
 # --------------------------------------------------------------------------- machine

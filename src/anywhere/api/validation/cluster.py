@@ -54,7 +54,7 @@ def validate_config(config: ClusterConfig) -> list[FieldError]:
     errors = list(cluster_errors.errors)
     for obj in config.objects:
         errors.extend(objects.validate_object(obj))
-    if provider is not None:
+    if provider is not None and not config.partial:
         errors.extend(provider.validate_cluster(config))
     return errors
 
@@ -72,7 +72,7 @@ def _provider(config: ClusterConfig, errors: ErrorList) -> ProviderRules | None:
             f"{ref.kind!r} is not a datacenter kind; use one of {', '.join(datacenter_kinds)}",
         )
         return None
-    if config.get(ref.kind, ref.name) is None:
+    if config.get(ref.kind, ref.name) is None and not config.partial:
         errors.add("spec.datacenterRef", f"{ref.kind}/{ref.name} is not defined; add it to the configuration")
     return provider
 
@@ -123,7 +123,7 @@ def _machine_ref(
             f"{ref.kind!r} is not a machine config of the {provider.name} provider; use {machine_kind.KIND}",
         )
         return
-    if config.get(ref.kind, ref.name) is None:
+    if config.get(ref.kind, ref.name) is None and not config.partial:
         errors.add(field, f"{ref.kind}/{ref.name} is not defined; add it to the configuration")
 
 
@@ -538,7 +538,7 @@ def _references(config: ClusterConfig, errors: ErrorList, _: ProviderRules | Non
                 continue
             if not ref.name:
                 errors.add(f"{path}.name", "name is required")
-            elif config.get(ref.kind, ref.name) is None:
+            elif config.get(ref.kind, ref.name) is None and not config.partial:
                 errors.add(path, f"{ref.kind}/{ref.name} is not defined; add it to the configuration")
     gitops = spec.git_ops_ref
     if gitops is not None:
@@ -549,7 +549,7 @@ def _references(config: ClusterConfig, errors: ErrorList, _: ProviderRules | Non
             )
         elif not gitops.name:
             errors.add("spec.gitOpsRef.name", "name is required")
-        elif config.get(gitops.kind, gitops.name) is None:
+        elif config.get(gitops.kind, gitops.name) is None and not config.partial:
             errors.add(
                 "spec.gitOpsRef", f"{gitops.kind}/{gitops.name} is not defined; add it to the configuration"
             )

@@ -57,9 +57,9 @@ def cluster_update(old: Cluster, new: Cluster) -> list[FieldError]:
         errors.add("metadata.name", f"a cluster cannot be renamed (was {old.name!r})")
     if not is_paused(old):
         _immutable_fields(errors, old, new)
-        provider = rules_for_datacenter(new.spec.datacenter_ref.kind if new.spec.datacenter_ref else None)
-        if provider is not None:
-            errors.extend(provider.cluster_update(old, new))
+    provider = rules_for_datacenter(new.spec.datacenter_ref.kind if new.spec.datacenter_ref else None)
+    if provider is not None:  # the provider decides itself what a pause relaxes
+        errors.extend(provider.cluster_update(old, new))
     _set_once(
         errors,
         "spec.bundlesRef",
