@@ -151,7 +151,9 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="HTTPS port (0 picks a free one).")] = 6443,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     storage: Annotated[str, typer.Option("--storage", help="Storage backend: sqlite.")] = "sqlite",
-    san: Annotated[list[str] | None, typer.Option("--san", help="Extra name or IP for the serving certificate.")] = None,
+    san: Annotated[
+        list[str] | None, typer.Option("--san", help="Extra name or IP for the serving certificate.")
+    ] = None,
 ) -> None:
     """Run the Kubernetes-compatible API server until SIGTERM; writes DATA_DIR/admin.kubeconfig."""
     from anywhere.apiserver.serve import ServeOptions, main
