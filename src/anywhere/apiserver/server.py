@@ -1,0 +1,850 @@
+"""The HTTP front of the API server: routing, discovery, and the REST verbs over storage.
+
+Every request is authenticated, then routed by path the way kube-apiserver lays out its API:
+``/api/v1/...`` for the core group, ``/apis/{group}/{version}/...`` for the others, with
+``namespaces/{ns}/`` for namespaced resources and ``/{name}/{subresource}`` below an object.
+Handlers are generic over :class:`ResourceType`; what differs per kind lives in the type table,
+the CRD schema, or the anywhere admission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from anywhere import __version__
+from anywhere.apiserver import admission
+from anywhere.apiserver import crd as crd_admission
+from anywhere.apiserver.errors import StatusError, already_exists, conflict, invalid, not_found
+from anywhere.apiserver.lifecycle import Lifecycle
+from anywhere.apiserver.objects import (
+    Obj,
+    carry_system_fields,
+    decode,
+    now,
+    prepare_create,
+    stored,
+    with_version,
+)
+from anywhere.apiserver.resources import CRD_TYPE, NAMESPACE_TYPE, Registry, ResourceType
+from anywhere.storage import Compacted, Conflict, KeyExists, KeyNotFound, Record, Storage, Unavailable
+
+log = logging.getLogger("anywhere.apiserver")
+
+MAX_BODY_BYTES = 3 * 1024 * 1024
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+BOOKMARK_INTERVAL = 5.0
+CRD_CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
+Authenticator = Callable[[web.Request], Awaitable["User | None"]]
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    groups: tuple[str, ...] = ()
+
+
+@dataclass
+class Target:
+    """What a resource path names."""
+
+    rt: ResourceType
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _status_response(error: StatusError) -> web.Response:
+    return _json(error.status(), error.code)
+
+
+class APIServer:
+    """One API server over one :class:`Storage`. Several may share a store (see the etcd backend)."""
+
+    def __init__(self, storage: Storage, authenticate: Authenticator) -> None:
+        self.storage = storage
+        self.registry = Registry()
+        self._authenticate = authenticate
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = asyncio.Event()
+        self.started = time.monotonic()
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Install our CRDs, serve every stored CRD and follow their changes, make the default namespaces."""
+        await self._install_crds()
+        listed = await self.storage.list(CRD_TYPE.storage_prefix())
+        for record in listed.records:
+            crd = decode(record.value)
+            self.registry.set_crd(crd["metadata"]["name"], crd)
+        self._tasks.append(asyncio.create_task(self._follow_crds(listed.revision)))
+        self._tasks.append(asyncio.create_task(Lifecycle(self).run()))
+        for name in DEFAULT_NAMESPACES:
+            with contextlib.suppress(KeyExists):
+                namespace = prepare_create(
+                    NAMESPACE_TYPE,
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                    None,
+                )
+                namespace["spec"] = {"finalizers": ["kubernetes"]}
+                namespace["status"] = {"phase": "Active"}
+                await self.storage.create(NAMESPACE_TYPE.storage_key(None, name), stored(namespace))
+        self._ready.set()
+
+    async def _install_crds(self) -> None:
+        """The CRDs of the anywhere kinds, created or brought up to this version's schemas."""
+        from anywhere.api.crds import all_crds
+
+        for definition in all_crds():
+            name = definition["metadata"]["name"]
+            key = CRD_TYPE.storage_key(None, name)
+            record = await self.storage.get(key)
+            if record is None:
+                obj = crd_admission.admit(prepare_create(CRD_TYPE, definition, None))
+                with contextlib.suppress(KeyExists):  # another replica was first
+                    await self.storage.create(key, stored(obj))
+                continue
+            current = decode(record.value)
+            if current.get("spec") != crd_admission.admit(dict(definition))["spec"]:
+                current["spec"] = definition["spec"]
+                current = crd_admission.admit(current)
+                current["metadata"]["generation"] = int(current["metadata"].get("generation") or 1) + 1
+                with contextlib.suppress(Conflict):
+                    await self.storage.update(key, stored(current), expected_rv=record.mod_rv)
+
+    async def _follow_crds(self, revision: int) -> None:
+        while True:
+            try:
+                watch = await self.storage.watch(CRD_TYPE.storage_prefix(), revision)
+                async for event in watch:
+                    revision = event.rv
+                    crd = decode(event.value)
+                    self.registry.set_crd(crd["metadata"]["name"], None if event.type == "DELETED" else crd)
+            except Compacted:
+                listed = await self.storage.list(CRD_TYPE.storage_prefix())
+                for record in listed.records:
+                    crd = decode(record.value)
+                    self.registry.set_crd(crd["metadata"]["name"], crd)
+                revision = listed.revision
+            except Unavailable:
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def app(self) -> web.Application:
+        application = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._errors])
+        application.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return application
+
+    # ---- middleware and routing ---------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except StatusError as error:
+            return _status_response(error)
+        except web.HTTPRequestEntityTooLarge:
+            return _status_response(
+                StatusError(413, f"request body too large; the limit is {MAX_BODY_BYTES} bytes")
+            )
+        except Unavailable as exc:
+            return _status_response(StatusError(503, f"storage unavailable: {exc}"))
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return _status_response(StatusError(500, "an internal error occurred; see the server log"))
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if path in ("/healthz", "/livez", "/readyz"):
+            ready = self._ready.is_set() or path == "/livez"
+            return web.Response(text="ok" if ready else "not ready", status=200 if ready else 503)
+        user = await self._authenticate(request)
+        if user is None:
+            raise StatusError(401, "Unauthorized")
+        request["user"] = user
+        if path == "/version":
+            return _json(_version_info())
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return _json(
+                {
+                    "paths": sorted(
+                        [
+                            "/api",
+                            "/api/v1",
+                            "/apis",
+                            "/healthz",
+                            "/livez",
+                            "/readyz",
+                            "/version",
+                            *(f"/apis/{g}/{v}" for g, vs in self.registry.groups().items() if g for v in vs),
+                        ]
+                    )
+                }
+            )
+        if parts[0] == "api":
+            if len(parts) == 1:
+                return _json(
+                    {
+                        "kind": "APIVersions",
+                        "versions": ["v1"],
+                        "serverAddressByClientCIDRs": [
+                            {"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}
+                        ],
+                    }
+                )
+            return await self._group_version(request, "", parts[1], parts[2:])
+        if parts[0] == "apis":
+            if len(parts) == 1:
+                return _json(self._group_list())
+            if len(parts) == 2:
+                group = self._group(parts[1])
+                if group is None:
+                    raise StatusError(
+                        404, f"the server could not find the requested resource (group {parts[1]})"
+                    )
+                return _json(group)
+            return await self._group_version(request, parts[1], parts[2], parts[3:])
+        raise StatusError(404, "the server could not find the requested resource")
+
+    # ---- discovery ---------------------------------------------------------------------------
+
+    def _group(self, name: str) -> dict[str, Any] | None:
+        versions = self.registry.groups().get(name)
+        if not versions:
+            return None
+        entries = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+        return {
+            "kind": "APIGroup",
+            "apiVersion": "v1",
+            "name": name,
+            "versions": entries,
+            "preferredVersion": entries[0],
+        }
+
+    def _group_list(self) -> dict[str, Any]:
+        groups = [g for name in self.registry.groups() if name and (g := self._group(name))]
+        for group in groups:
+            del group["kind"], group["apiVersion"]
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
+        resources: list[dict[str, Any]] = []
+        for rt in self.registry.in_group_version(group, version):
+            entry: dict[str, Any] = {
+                "name": rt.plural,
+                "singularName": rt.singular,
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            }
+            if rt.short_names:
+                entry["shortNames"] = list(rt.short_names)
+            if rt.categories:
+                entry["categories"] = list(rt.categories)
+            resources.append(entry)
+            for sub in sorted(rt.subresources):
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/{sub}",
+                        "singularName": "",
+                        "namespaced": rt.namespaced,
+                        "kind": rt.kind if sub != "scale" else "Scale",
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
+        gv = f"{group}/{version}" if group else version
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+
+    async def _group_version(
+        self, request: web.Request, group: str, version: str, rest: list[str]
+    ) -> web.StreamResponse:
+        if not any(True for _ in self.registry.in_group_version(group, version)):
+            raise StatusError(404, "the server could not find the requested resource")
+        if not rest:
+            return _json(self._resource_list(group, version))
+        target = self._target(group, version, rest)
+        return await self._serve(request, target)
+
+    def _target(self, group: str, version: str, rest: list[str]) -> Target:
+        namespace: str | None = None
+        if (
+            rest[0] == "namespaces"
+            and len(rest) >= 3
+            and not (group == "" and rest[2] in NAMESPACE_TYPE.subresources)
+        ):
+            namespace, rest = rest[1], rest[2:]
+        if len(rest) > 3:
+            raise StatusError(404, "the server could not find the requested resource")
+        rt = self.registry.lookup(group, version, rest[0])
+        if rt is None:
+            raise StatusError(404, "the server could not find the requested resource")
+        if namespace is not None and not rt.namespaced:
+            raise StatusError(404, "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if sub is not None and sub not in rt.subresources:
+            raise StatusError(404, "the server could not find the requested resource")
+        return Target(rt, namespace, name, sub)
+
+    # ---- verbs -------------------------------------------------------------------------------
+
+    async def _serve(self, request: web.Request, target: Target) -> web.StreamResponse:
+        method = request.method
+        query = request.query
+        if target.name is None:
+            if method == "GET":
+                if query.get("watch") in ("1", "true"):
+                    return await self.watch(request, target)
+                return _json(await self.list(request, target))
+            if method == "POST":
+                return _json(*await self.create(request, target))
+            if method == "DELETE":
+                return _json(await self.delete_collection(request, target))
+            raise StatusError(405, f"method {method} is not allowed on a collection")
+        if method == "GET":
+            return _json(await self.get(target, request))
+        if method == "PUT":
+            return _json(*await self.update(request, target))
+        if method == "PATCH":
+            return _json(*await self.patch(request, target))
+        if method == "DELETE":
+            return _json(*await self.delete(request, target))
+        raise StatusError(405, f"method {method} is not allowed")
+
+    async def _read(self, target: Target) -> tuple[Obj, Record]:
+        assert target.name is not None
+        record = await self.storage.get(target.rt.storage_key(target.namespace, target.name))
+        if record is None:
+            raise not_found(target.rt.group, target.rt.plural, target.name)
+        return self._present(target.rt, record.value, record.mod_rv), record
+
+    def _present(self, rt: ResourceType, value: bytes, rv: int) -> Obj:
+        obj = with_version(decode(value), rv)
+        if not rt.builtin:
+            obj["apiVersion"] = rt.api_version
+        return obj
+
+    async def get(self, target: Target, request: web.Request | None = None) -> Obj:
+        obj, _ = await self._read(target)
+        if request is not None and _wants_table(request):
+            return _as_table(
+                target.rt, [obj], request, {"resourceVersion": obj["metadata"]["resourceVersion"]}
+            )
+        return obj
+
+    async def _body(self, request: web.Request, rt: ResourceType) -> Obj:
+        raw = await request.read()
+        content_type = request.content_type
+        try:
+            if content_type in ("application/json", "", "application/octet-stream"):
+                body = decode(raw) if raw else None
+            elif content_type in ("application/yaml", "application/x-yaml"):
+                body = yaml.safe_load(raw)
+            else:
+                raise StatusError(
+                    415,
+                    f"the body of the request was in an unknown format - accepted media types "
+                    f"include: application/json, application/yaml (got {content_type})",
+                )
+        except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise StatusError(
+                400, f"the request body is not valid JSON or YAML: {str(exc).splitlines()[0]}"
+            ) from None
+        if not isinstance(body, dict):
+            raise StatusError(400, "the request body must be a JSON object")
+        return body
+
+    def _check_kind(self, rt: ResourceType, obj: Obj) -> None:
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        if kind != rt.kind:
+            raise StatusError(
+                400, f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
+            )
+        if api_version != rt.api_version and not (
+            not rt.builtin and api_version in {f"{rt.group}/{v}" for v in rt.served_versions}
+        ):
+            raise StatusError(
+                400,
+                f"the API version in the data ({api_version}) does not match the expected API version ({rt.api_version})",
+            )
+
+    async def _namespace_open(self, rt: ResourceType, namespace: str | None) -> None:
+        if not rt.namespaced:
+            return
+        record = await self.storage.get(NAMESPACE_TYPE.storage_key(None, namespace or ""))
+        if record is None:
+            raise not_found("", "namespaces", namespace or "")
+        ns = decode(record.value)
+        if (ns.get("metadata") or {}).get("deletionTimestamp"):
+            raise StatusError(
+                403,
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+                reason="Forbidden",
+            )
+
+    def _admit(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
+        if rt.schema is not None:
+            from anywhere.apiserver import structural
+
+            obj, causes = structural.admit(obj, rt.schema)
+            if causes:
+                raise invalid(rt.kind, rt.group, str(obj.get("metadata", {}).get("name", "")), causes)
+        if admission.applies_to(rt.group):
+            obj = admission.admit(obj, old)
+        if rt.group == crd_admission.GROUP and rt.kind == "CustomResourceDefinition":
+            obj = crd_admission.admit(obj)
+        return obj
+
+    async def create(self, request: web.Request, target: Target) -> tuple[Obj, int]:
+        rt = target.rt
+        obj = await self._body(request, rt)
+        self._check_kind(rt, obj)
+        namespace = target.namespace
+        body_namespace = (obj.get("metadata") or {}).get("namespace")
+        if rt.namespaced:
+            if body_namespace and namespace and body_namespace != namespace:
+                raise StatusError(
+                    400,
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )
+            namespace = namespace or body_namespace or "default"
+        await self._namespace_open(rt, namespace)
+        obj = prepare_create(rt, obj, namespace)
+        if rt.kind == "Namespace" and rt.group == "":
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            obj["status"] = {"phase": "Active"}
+        obj = self._admit(rt, obj, None)
+        name = obj["metadata"]["name"]
+        if request.query.get("dryRun") == "All":
+            return obj, 201
+        try:
+            record = await self.storage.create(rt.storage_key(namespace, name), stored(obj))
+        except KeyExists:
+            raise already_exists(rt.group, rt.plural, name) from None
+        return self._present(rt, record.value, record.mod_rv), 201
+
+    async def update(self, request: web.Request, target: Target) -> tuple[Obj, int]:
+        rt = target.rt
+        obj = await self._body(request, rt)
+        self._check_kind(rt, obj)
+        name = target.name or ""
+        body_name = (obj.get("metadata") or {}).get("name")
+        if body_name and body_name != name:
+            raise StatusError(400, "the name of the object does not match the name on the URL")
+        rv_text = (obj.get("metadata") or {}).get("resourceVersion")
+        old, record = await self._read(target)
+        expected = _parse_rv(rv_text) if rv_text else None
+        if expected is None and not rt.builtin:
+            raise invalid(
+                rt.kind,
+                rt.group,
+                name,
+                [
+                    {
+                        "type": "FieldValueInvalid",
+                        "field": "metadata.resourceVersion",
+                        "message": "Invalid value: 0x0: must be specified for an update",
+                    }
+                ],
+            )
+        return await self._replace(
+            request, target, old, obj, expected if expected is not None else record.mod_rv
+        )
+
+    async def _replace(
+        self, request: web.Request, target: Target, old: Obj, new: Obj, expected_rv: int
+    ) -> tuple[Obj, int]:
+        """Write ``new`` over ``old`` (read at ``expected_rv``), as the object or its status subresource."""
+        rt = target.rt
+        name = target.name or ""
+        new.setdefault("metadata", {})
+        if target.subresource == "status":
+            merged = dict(old)
+            merged["status"] = new.get("status")
+            if merged["status"] is None:
+                merged.pop("status")
+            new = merged
+        elif "status" in rt.subresources:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+        carry_system_fields(old, new)
+        if target.subresource != "status":
+            new = self._admit(rt, new, old)
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            return await self._remove(target, expected_rv)
+        if request.query.get("dryRun") == "All":
+            return new, 200
+        try:
+            record = await self.storage.update(
+                rt.storage_key(target.namespace, name), stored(new), expected_rv=expected_rv
+            )
+        except Conflict:
+            raise conflict(
+                rt.group,
+                rt.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ) from None
+        except KeyNotFound:
+            raise not_found(rt.group, rt.plural, name) from None
+        return self._present(rt, record.value, record.mod_rv), 200
+
+    async def patch(self, request: web.Request, target: Target) -> tuple[Obj, int]:
+        from anywhere.apiserver import patch as patching
+
+        raw = await request.read()
+        for _ in range(5):
+            old, record = await self._read(target)
+            patched = patching.apply_patch(request.content_type, old, raw, target.rt.kind, target.rt.builtin)
+            if not isinstance(patched, dict):
+                raise StatusError(422, "the patch did not produce an object")
+            wanted = (patched.get("metadata") or {}).get("resourceVersion")
+            expected = _parse_rv(wanted) if wanted else record.mod_rv
+            try:
+                return await self._replace(request, target, old, patched, expected)
+            except StatusError as error:
+                if error.code != 409 or wanted:
+                    raise
+        raise conflict(
+            target.rt.group, target.rt.plural, target.name or "", "too many concurrent changes; try again"
+        )
+
+    async def delete(self, request: web.Request, target: Target) -> tuple[Obj, int]:
+        options = await self._delete_options(request)
+        precondition = (options.get("preconditions") or {}).get("resourceVersion")
+        return await self.delete_object(
+            target,
+            policy=request.query.get("propagationPolicy") or options.get("propagationPolicy") or "Background",
+            precondition_rv=_parse_rv(precondition) if precondition else None,
+            dry_run=request.query.get("dryRun") == "All" or options.get("dryRun") == ["All"],
+        )
+
+    async def delete_object(
+        self,
+        target: Target,
+        *,
+        policy: str = "Background",
+        precondition_rv: int | None = None,
+        dry_run: bool = False,
+    ) -> tuple[Obj, int]:
+        """Delete now, or mark for deletion while finalizers (including the GC's) still hold it."""
+        rt = target.rt
+        if policy not in ("Background", "Foreground", "Orphan"):
+            raise StatusError(
+                400, f"propagationPolicy {policy!r} is not one of Background, Foreground, Orphan"
+            )
+        old, record = await self._read(target)
+        meta = old["metadata"]
+        if precondition_rv is not None and precondition_rv != record.mod_rv:
+            raise conflict(
+                rt.group, rt.plural, target.name or "", "the precondition on resourceVersion does not hold"
+            )
+        if dry_run:
+            return old, 200
+        finalizers = list(meta.get("finalizers") or [])
+        if not meta.get("deletionTimestamp"):
+            if policy == "Foreground" and "foregroundDeletion" not in finalizers:
+                finalizers.append("foregroundDeletion")
+            if policy == "Orphan" and "orphan" not in finalizers:
+                finalizers.append("orphan")
+        is_namespace = rt.kind == "Namespace" and rt.group == ""
+        is_crd = rt is CRD_TYPE or (rt.group, rt.plural) == (CRD_TYPE.group, CRD_TYPE.plural)
+        if is_crd and CRD_CLEANUP_FINALIZER not in finalizers and not meta.get("deletionTimestamp"):
+            finalizers.append(CRD_CLEANUP_FINALIZER)
+        spec_finalizers = is_namespace and bool((old.get("spec") or {}).get("finalizers"))
+        if not finalizers and not spec_finalizers:
+            return await self._remove(target, record.mod_rv)
+        if meta.get("deletionTimestamp"):
+            return old, 200
+        meta["deletionTimestamp"] = now()
+        meta["deletionGracePeriodSeconds"] = 0
+        meta["finalizers"] = finalizers
+        if is_namespace:
+            old.setdefault("status", {})["phase"] = "Terminating"
+        try:
+            updated = await self.storage.update(record.key, stored(old), expected_rv=record.mod_rv)
+        except Conflict:
+            raise conflict(
+                rt.group, rt.plural, target.name or "", "the object has been modified; please try again"
+            ) from None
+        return self._present(rt, updated.value, updated.mod_rv), 200
+
+    async def _remove(self, target: Target, expected_rv: int) -> tuple[Obj, int]:
+        rt = target.rt
+        try:
+            record = await self.storage.delete(
+                rt.storage_key(target.namespace, target.name or ""), expected_rv=expected_rv
+            )
+        except Conflict:
+            raise conflict(
+                rt.group, rt.plural, target.name or "", "the object has been modified; please try again"
+            ) from None
+        except KeyNotFound:
+            raise not_found(rt.group, rt.plural, target.name or "") from None
+        return self._present(rt, record.value, record.mod_rv), 200
+
+    async def _delete_options(self, request: web.Request) -> Obj:
+        if not request.can_read_body:
+            return {}
+        raw = await request.read()
+        if not raw:
+            return {}
+        try:
+            options = decode(raw)
+        except orjson.JSONDecodeError:
+            raise StatusError(400, "the delete options are not valid JSON") from None
+        return options if isinstance(options, dict) else {}
+
+    async def delete_collection(self, request: web.Request, target: Target) -> Obj:
+        listed = await self.list(request, target)
+        for item in listed["items"]:
+            meta = item["metadata"]
+            with contextlib.suppress(StatusError):
+                await self.delete(request, Target(target.rt, meta.get("namespace"), meta["name"], None))
+        return listed
+
+    async def list(self, request: web.Request, target: Target) -> Obj:
+        from anywhere.apiserver import selectors
+
+        rt = target.rt
+        query = request.query
+        labels = selectors.parse_label_selector(query.get("labelSelector", ""))
+        fields = selectors.parse_field_selector(
+            query.get("fieldSelector", ""), {"metadata.name", "metadata.namespace", *rt.selectable_fields}
+        )
+        limit = _int_param(query.get("limit"), "limit")
+        start_after, token_rv = _decode_continue(query.get("continue"))
+        prefix = rt.storage_prefix(target.namespace)
+        items: list[Obj] = []
+        revision = token_rv
+        more = False
+        last_key = start_after
+        while True:
+            page = await self.storage.list(
+                prefix, limit=max(limit - len(items), 0) if limit else 0, start_after=last_key
+            )
+            revision = revision or page.revision
+            for record in page.records:
+                last_key = record.key
+                obj = self._present(rt, record.value, record.mod_rv)
+                if labels.matches((obj.get("metadata") or {}).get("labels") or {}) and fields.matches(obj):
+                    items.append(obj)
+            more = page.more
+            if not more or not limit or len(items) >= limit:
+                break
+        metadata: Obj = {"resourceVersion": str(revision)}
+        if more and limit:
+            metadata["continue"] = _encode_continue(last_key, revision)
+        if _wants_table(request):
+            return _as_table(rt, items, request, metadata)
+        for item in items:
+            item.setdefault("apiVersion", rt.api_version)
+            item.setdefault("kind", rt.kind)
+        return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": metadata, "items": items}
+
+    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        from anywhere.apiserver import selectors
+
+        rt = target.rt
+        query = request.query
+        labels = selectors.parse_label_selector(query.get("labelSelector", ""))
+        fields = selectors.parse_field_selector(
+            query.get("fieldSelector", ""), {"metadata.name", "metadata.namespace", *rt.selectable_fields}
+        )
+        if target.name:
+            fields = selectors.parse_field_selector(f"metadata.name={target.name}", {"metadata.name"})
+        timeout = _int_param(query.get("timeoutSeconds"), "timeoutSeconds") or 1800
+        bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
+        rv_text = query.get("resourceVersion", "")
+        prefix = rt.storage_prefix(target.namespace)
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/json", "Cache-Control": "no-cache"}
+        )
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+
+        async def send(event_type: str, obj: Obj) -> None:
+            await response.write(orjson.dumps({"type": event_type, "object": obj}) + b"\n")
+
+        def visible(obj: Obj) -> bool:
+            return labels.matches((obj.get("metadata") or {}).get("labels") or {}) and fields.matches(obj)
+
+        sent: set[str] = set()
+        if rv_text in ("", "0"):
+            listed = await self.storage.list(prefix)
+            start = listed.revision
+            for record in listed.records:
+                obj = self._present(rt, record.value, record.mod_rv)
+                if visible(obj):
+                    sent.add(record.key)
+                    await send("ADDED", obj)
+        else:
+            start = _parse_rv(rv_text)
+        try:
+            stream = await self.storage.watch(prefix, start)
+        except Compacted as exc:
+            await send(
+                "ERROR",
+                StatusError(
+                    410, f"too old resource version: {start} ({exc.oldest})", reason="Expired"
+                ).status(),
+            )
+            return response
+        deadline = time.monotonic() + timeout
+        iterator = stream.__aiter__()
+        last_rv = start
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    event = await asyncio.wait_for(iterator.__anext__(), min(remaining, BOOKMARK_INTERVAL))
+                except TimeoutError:
+                    if bookmarks:
+                        current = await self.storage.revision()
+                        await send(
+                            "BOOKMARK",
+                            {
+                                "kind": rt.kind,
+                                "apiVersion": rt.api_version,
+                                "metadata": {
+                                    "resourceVersion": str(max(current, last_rv)),
+                                    "annotations": {"k8s.io/initial-events-end": "true"},
+                                },
+                            },
+                        )
+                    continue
+                except StopAsyncIteration:
+                    break
+                last_rv = event.rv
+                obj = self._present(rt, event.value, event.rv)
+                if event.type == "DELETED":
+                    if event.key in sent or visible(obj):
+                        sent.discard(event.key)
+                        await send("DELETED", obj)
+                elif visible(obj):
+                    kind = "ADDED" if event.type == "ADDED" or event.key not in sent else "MODIFIED"
+                    sent.add(event.key)
+                    await send(kind, obj)
+                elif event.key in sent:
+                    sent.discard(event.key)
+                    await send("DELETED", obj)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            stream.close()
+        return response
+
+
+def _wants_table(request: web.Request) -> bool:
+    """``kubectl get`` asks for ``application/json;as=Table;v=v1;g=meta.k8s.io`` first."""
+    accept = request.headers.get("Accept", "")
+    first = accept.split(",")[0]
+    return "as=Table" in first and "g=meta.k8s.io" in first
+
+
+def _table_version(request: web.Request) -> str:
+    first = request.headers.get("Accept", "").split(",")[0]
+    return "meta.k8s.io/v1beta1" if "v=v1beta1" in first else "meta.k8s.io/v1"
+
+
+def _as_table(rt: ResourceType, items: list[Obj], request: web.Request, metadata: Obj) -> Obj:
+    from anywhere.apiserver import tables
+
+    options: dict[str, Any] = {
+        "include_object": request.query.get("includeObject", "Metadata"),
+        "resource_version": metadata.get("resourceVersion", ""),
+        "continue_token": metadata.get("continue"),
+        "api_version": _table_version(request),
+    }
+    for item in items:
+        item.setdefault("apiVersion", rt.api_version)
+        item.setdefault("kind", rt.kind)
+    if rt.builtin:
+        return tables.builtin_table(rt.kind, items, **options)
+    version = {"additionalPrinterColumns": list(rt.printer_columns)}
+    return tables.table(items, tables.columns_for_crd_version(version), **options)
+
+
+def _version_info() -> dict[str, str]:
+    import platform
+
+    return {
+        "major": "1",
+        "minor": "33",
+        "gitVersion": f"v1.33.0-anywhere.{__version__}",
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": f"python{platform.python_version()}",
+        "compiler": "cpython",
+        "platform": f"{platform.system().lower()}/{platform.machine()}",
+    }
+
+
+def _parse_rv(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise StatusError(400, f"invalid resource version {text!r}: must be a number") from None
+    if value < 0:
+        raise StatusError(400, f"invalid resource version {text!r}")
+    return value
+
+
+def _int_param(text: str | None, name: str) -> int:
+    if not text:
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise StatusError(400, f"invalid value for {name}: {text!r} is not a number") from None
+    if value < 0:
+        raise StatusError(400, f"invalid value for {name}: must not be negative")
+    return value
+
+
+def _encode_continue(key: str, revision: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"v": 1, "rv": revision, "start": key})).decode()
+
+
+def _decode_continue(token: str | None) -> tuple[str, int]:
+    if not token:
+        return "", 0
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        return str(data["start"]), int(data["rv"])
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        raise StatusError(
+            400, "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        ) from None
