@@ -381,7 +381,9 @@ class APIServer:
         return body
 
     def _check_kind(self, rt: ResourceType, obj: Obj) -> None:
-        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        """Type fields may be left out (the URL says them); when given they must agree with it."""
+        api_version = obj.setdefault("apiVersion", rt.api_version)
+        kind = obj.setdefault("kind", rt.kind)
         if kind != rt.kind:
             raise StatusError(
                 400, f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
@@ -698,6 +700,7 @@ class APIServer:
         def visible(obj: Obj) -> bool:
             return labels.matches((obj.get("metadata") or {}).get("labels") or {}) and fields.matches(obj)
 
+        filtered = not (labels.empty and fields.empty)
         sent: set[str] = set()
         if rv_text in ("", "0"):
             listed = await self.storage.list(prefix)
@@ -749,14 +752,17 @@ class APIServer:
                 last_rv = event.rv
                 obj = self._present(rt, event.value, event.rv)
                 if event.type == "DELETED":
-                    if event.key in sent or visible(obj):
+                    if not filtered or event.key in sent or visible(obj):
                         sent.discard(event.key)
                         await send("DELETED", obj)
                 elif visible(obj):
-                    kind = "ADDED" if event.type == "ADDED" or event.key not in sent else "MODIFIED"
+                    # Without a selector events pass as they are; with one, an object entering the
+                    # selection is ADDED for this watcher (the store keeps no previous value to compare).
+                    entering = filtered and event.key not in sent
+                    kind = "ADDED" if event.type == "ADDED" or entering else "MODIFIED"
                     sent.add(event.key)
                     await send(kind, obj)
-                elif event.key in sent:
+                elif filtered and event.key in sent:
                     sent.discard(event.key)
                     await send("DELETED", obj)
         except (ConnectionResetError, asyncio.CancelledError):
