@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,10 +47,10 @@ def api_client(server: Server) -> client.ApiClient:
 
 
 @pytest.fixture(scope="module")
-def gadgets(server: Server) -> Iterator[client.CustomObjectsApi]:
+def gadgets(server: Server) -> client.CustomObjectsApi:
     api = api_client(server)
     client.ApiextensionsV1Api(api).create_custom_resource_definition(GADGET_CRD)
-    yield client.CustomObjectsApi(api)
+    return client.CustomObjectsApi(api)
 
 
 def test_configmap_crud_and_watch(server: Server) -> None:
@@ -59,7 +58,8 @@ def test_configmap_crud_and_watch(server: Server) -> None:
     start = core.list_namespaced_config_map("default").metadata.resource_version
     body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py1"), data={"a": "1"})
     created = core.create_namespaced_config_map("default", body)
-    assert created.metadata.uid and created.metadata.resource_version
+    assert created.metadata.uid
+    assert created.metadata.resource_version
     created.data["b"] = "2"
     updated = core.replace_namespaced_config_map("py1", "default", created)
     assert updated.data == {"a": "1", "b": "2"}
