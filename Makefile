@@ -20,8 +20,8 @@ demo: $(BIN)/.installed
 
 ## lint: ruff and the type checker (strict on anywhere.api)
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 ## test: lint, then every test

@@ -80,6 +80,7 @@ class APIServer:
         self.registry = Registry()
         self._authenticate = authenticate
         self._tasks: list[asyncio.Task[None]] = []
+        self._namespaces: dict[str, bool] = {}  # name -> terminating; followed from storage
         self._ready = asyncio.Event()
         self.started = time.monotonic()
 
@@ -92,7 +93,20 @@ class APIServer:
         for record in listed.records:
             crd = decode(record.value)
             self.registry.set_crd(crd["metadata"]["name"], crd)
-        self._tasks.append(asyncio.create_task(self._follow_crds(listed.revision)))
+        self._tasks.append(
+            asyncio.create_task(
+                self._follow(CRD_TYPE.storage_prefix(), listed.revision, self.registry.set_crd)
+            )
+        )
+        namespaces = await self.storage.list(NAMESPACE_TYPE.storage_prefix())
+        for record in namespaces.records:
+            namespace = decode(record.value)
+            self._set_namespace(namespace["metadata"]["name"], namespace)
+        self._tasks.append(
+            asyncio.create_task(
+                self._follow(NAMESPACE_TYPE.storage_prefix(), namespaces.revision, self._set_namespace)
+            )
+        )
         self._tasks.append(asyncio.create_task(Lifecycle(self).run()))
         for name in DEFAULT_NAMESPACES:
             with contextlib.suppress(KeyExists):
@@ -127,22 +141,29 @@ class APIServer:
                 with contextlib.suppress(Conflict):
                     await self.storage.update(key, stored(current), expected_rv=record.mod_rv)
 
-    async def _follow_crds(self, revision: int) -> None:
+    async def _follow(self, prefix: str, revision: int, apply: Callable[[str, Obj | None], None]) -> None:
+        """Keep an in-memory view of one prefix current: every change is handed to ``apply``."""
         while True:
             try:
-                watch = await self.storage.watch(CRD_TYPE.storage_prefix(), revision)
+                watch = await self.storage.watch(prefix, revision)
                 async for event in watch:
                     revision = event.rv
-                    crd = decode(event.value)
-                    self.registry.set_crd(crd["metadata"]["name"], None if event.type == "DELETED" else crd)
+                    obj = decode(event.value)
+                    apply(obj["metadata"]["name"], None if event.type == "DELETED" else obj)
             except Compacted:
-                listed = await self.storage.list(CRD_TYPE.storage_prefix())
+                listed = await self.storage.list(prefix)
                 for record in listed.records:
-                    crd = decode(record.value)
-                    self.registry.set_crd(crd["metadata"]["name"], crd)
+                    obj = decode(record.value)
+                    apply(obj["metadata"]["name"], obj)
                 revision = listed.revision
             except Unavailable:
                 await asyncio.sleep(1)
+
+    def _set_namespace(self, name: str, namespace: Obj | None) -> None:
+        if namespace is None:
+            self._namespaces.pop(name, None)
+        else:
+            self._namespaces[name] = bool((namespace.get("metadata") or {}).get("deletionTimestamp"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -397,13 +418,16 @@ class APIServer:
             )
 
     async def _namespace_open(self, rt: ResourceType, namespace: str | None) -> None:
+        """The namespace exists and is not terminating (from memory; storage if just created)."""
         if not rt.namespaced:
             return
-        record = await self.storage.get(NAMESPACE_TYPE.storage_key(None, namespace or ""))
-        if record is None:
-            raise not_found("", "namespaces", namespace or "")
-        ns = decode(record.value)
-        if (ns.get("metadata") or {}).get("deletionTimestamp"):
+        terminating = self._namespaces.get(namespace or "")
+        if terminating is None:
+            record = await self.storage.get(NAMESPACE_TYPE.storage_key(None, namespace or ""))
+            if record is None:
+                raise not_found("", "namespaces", namespace or "")
+            terminating = bool((decode(record.value).get("metadata") or {}).get("deletionTimestamp"))
+        if terminating:
             raise StatusError(
                 403,
                 f"unable to create new content in namespace {namespace} because it is being terminated",
@@ -449,7 +473,7 @@ class APIServer:
             record = await self.storage.create(rt.storage_key(namespace, name), stored(obj))
         except KeyExists:
             raise already_exists(rt.group, rt.plural, name) from None
-        return self._present(rt, record.value, record.mod_rv), 201
+        return with_version(obj, record.mod_rv), 201
 
     async def update(self, request: web.Request, target: Target) -> tuple[Obj, int]:
         rt = target.rt
