@@ -153,3 +153,15 @@ async def test_everything_survives_a_restart(store: Storage, reopen) -> None:  #
         assert created.mod_rv == last + 1
     finally:
         await again.close()
+
+
+async def test_a_watch_stays_usable_after_a_timeout(store: Storage) -> None:
+    watch = await store.watch("/t/", await store.revision())
+    assert await watch.next(0.01) is None  # nothing yet: the wait times out, the stream lives on
+    created = await store.create("/t/a", b"1")
+    event = await watch.next(5)
+    assert event is not None
+    assert event.rv == created.mod_rv
+    watch.close()
+    with pytest.raises(StopAsyncIteration):
+        await watch.next(1)

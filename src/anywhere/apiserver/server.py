@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import logging
 import time
@@ -44,6 +45,7 @@ log = logging.getLogger("anywhere.apiserver")
 MAX_BODY_BYTES = 3 * 1024 * 1024
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 BOOKMARK_INTERVAL = 5.0
+WATCH_CACHE_SIZE = 4096
 CRD_CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 Authenticator = Callable[[web.Request], Awaitable["User | None"]]
 
@@ -81,6 +83,9 @@ class APIServer:
         self._authenticate = authenticate
         self._tasks: list[asyncio.Task[None]] = []
         self._namespaces: dict[str, bool] = {}  # name -> terminating; followed from storage
+        self._watch_cache: collections.OrderedDict[tuple[int, str], tuple[Obj, bytes]] = (
+            collections.OrderedDict()
+        )
         self._ready = asyncio.Event()
         self.started = time.monotonic()
 
@@ -365,6 +370,18 @@ class APIServer:
             raise not_found(target.rt.group, target.rt.plural, target.name)
         return self._present(target.rt, record.value, record.mod_rv), record
 
+    def _watch_object(self, rt: ResourceType, value: bytes, rv: int) -> tuple[Obj, bytes]:
+        """An event's object, decoded and encoded once however many watchers send it (read-only)."""
+        key = (rv, rt.api_version)
+        cached = self._watch_cache.get(key)
+        if cached is None:
+            obj = self._present(rt, value, rv)
+            cached = (obj, orjson.dumps(obj))
+            self._watch_cache[key] = cached
+            if len(self._watch_cache) > WATCH_CACHE_SIZE:
+                self._watch_cache.popitem(last=False)
+        return cached
+
     def _present(self, rt: ResourceType, value: bytes, rv: int) -> Obj:
         obj = with_version(decode(value), rv)
         if not rt.builtin:
@@ -553,7 +570,11 @@ class APIServer:
             patched = patching.apply_patch(request.content_type, old, raw, target.rt.kind, target.rt.builtin)
             if not isinstance(patched, dict):
                 raise StatusError(422, "the patch did not produce an object")
+            # A resourceVersion the patch itself sets is a precondition; otherwise a conflict with a
+            # concurrent writer is retried on the fresh object, as kube-apiserver does for patches.
             wanted = (patched.get("metadata") or {}).get("resourceVersion")
+            if wanted == old["metadata"]["resourceVersion"]:
+                wanted = None
             expected = _parse_rv(wanted) if wanted else record.mod_rv
             try:
                 return await self._replace(request, target, old, patched, expected)
@@ -718,8 +739,9 @@ class APIServer:
         response.enable_chunked_encoding()
         await response.prepare(request)
 
-        async def send(event_type: str, obj: Obj) -> None:
-            await response.write(orjson.dumps({"type": event_type, "object": obj}) + b"\n")
+        async def send(event_type: str, obj: Obj, encoded: bytes | None = None) -> None:
+            body = encoded if encoded is not None else orjson.dumps(obj)
+            await response.write(b'{"type":"' + event_type.encode() + b'","object":' + body + b"}\n")
 
         def visible(obj: Obj) -> bool:
             return labels.matches((obj.get("metadata") or {}).get("labels") or {}) and fields.matches(obj)
@@ -747,7 +769,6 @@ class APIServer:
             )
             return response
         deadline = time.monotonic() + timeout
-        iterator = stream.__aiter__()
         last_rv = start
         try:
             while True:
@@ -755,8 +776,10 @@ class APIServer:
                 if remaining <= 0:
                     break
                 try:
-                    event = await asyncio.wait_for(iterator.__anext__(), min(remaining, BOOKMARK_INTERVAL))
-                except TimeoutError:
+                    event = await stream.next(min(remaining, BOOKMARK_INTERVAL))
+                except StopAsyncIteration:
+                    break
+                if event is None:
                     if bookmarks:
                         current = await self.storage.revision()
                         await send(
@@ -771,24 +794,22 @@ class APIServer:
                             },
                         )
                     continue
-                except StopAsyncIteration:
-                    break
                 last_rv = event.rv
-                obj = self._present(rt, event.value, event.rv)
+                obj, encoded = self._watch_object(rt, event.value, event.rv)
                 if event.type == "DELETED":
                     if not filtered or event.key in sent or visible(obj):
                         sent.discard(event.key)
-                        await send("DELETED", obj)
+                        await send("DELETED", obj, encoded)
                 elif visible(obj):
                     # Without a selector events pass as they are; with one, an object entering the
                     # selection is ADDED for this watcher (the store keeps no previous value to compare).
                     entering = filtered and event.key not in sent
                     kind = "ADDED" if event.type == "ADDED" or entering else "MODIFIED"
                     sent.add(event.key)
-                    await send(kind, obj)
+                    await send(kind, obj, encoded)
                 elif filtered and event.key in sent:
                     sent.discard(event.key)
-                    await send("DELETED", obj)
+                    await send("DELETED", obj, encoded)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

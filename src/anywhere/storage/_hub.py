@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from anywhere.storage._interface import Event, Watch
 
@@ -25,6 +25,7 @@ class _HubWatch(Watch):
         self._hub = hub
         self.prefix = prefix
         self.from_rv = from_rv
+        self.last = from_rv
         self.backlog: list[Event] = []
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._reason: str | None = None
@@ -53,23 +54,27 @@ class _HubWatch(Watch):
     def closed_reason(self) -> str | None:
         return self._reason
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        last = self.from_rv
-        try:
-            for event in self.backlog:
-                if event.rv > last and event.key.startswith(self.prefix):
-                    last = event.rv
-                    yield event
-            self.backlog = []
-            while True:
-                item = await self.queue.get()
-                if item is None:
-                    return
-                if item.rv > last:
-                    last = item.rv
-                    yield item
-        finally:
-            self.close()
+    async def next(self, timeout: float | None = None) -> Event | None:
+        while self.backlog:
+            event = self.backlog.pop(0)
+            if event.rv > self.last and event.key.startswith(self.prefix):
+                self.last = event.rv
+                return event
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    async with asyncio.timeout(timeout):
+                        item = await self.queue.get()
+                except TimeoutError:
+                    return None
+            if item is None:
+                self.queue.put_nowait(None)  # stay ended for later calls
+                raise StopAsyncIteration
+            if item.rv > self.last:
+                self.last = item.rv
+                return item
 
 
 class WatchHub:

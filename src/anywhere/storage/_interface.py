@@ -72,10 +72,25 @@ class Unavailable(StorageError):
 
 
 class Watch(abc.ABC):
-    """A stream of events; iterate it, and ``close()`` it when done (also on cancellation)."""
+    """A stream of events; iterate it (or call :meth:`next`), and ``close()`` it when done."""
 
     @abc.abstractmethod
-    def __aiter__(self) -> AsyncIterator[Event]: ...
+    async def next(self, timeout: float | None = None) -> Event | None:
+        """The next event; ``None`` when ``timeout`` passes first; StopAsyncIteration at the end.
+
+        Unlike cancelling an iteration, a timeout here leaves the stream usable.
+        """
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        try:
+            while True:
+                event = await self.next()
+                if event is not None:
+                    yield event
+        except StopAsyncIteration:
+            return
+        finally:
+            self.close()
 
     @abc.abstractmethod
     def close(self) -> None: ...
