@@ -187,3 +187,27 @@ def test_invalid_cluster_refused_with_validate_messages(server: Server, tmp_path
         server.kubectl("get", "clusters.anywhere.eks.amazonaws.com", "kc", "-o", "json").stdout
     )
     assert cluster["spec"]["clusterNetwork"]["nodes"]["cidrMaskSize"] == 24  # defaulted by admission
+
+
+def test_kubectl_create_subcommands(server: Server) -> None:
+    """These send protobuf bodies: the server decodes them."""
+    server.kubectl("create", "namespace", "team-a")
+    server.kubectl("create", "configmap", "settings", "-n", "team-a", "--from-literal=mode=fast")
+    server.kubectl("create", "secret", "generic", "creds", "-n", "team-a", "--from-literal=password=s3cret")
+    server.kubectl("create", "serviceaccount", "robot", "-n", "team-a")
+    server.kubectl("create", "deployment", "web", "-n", "team-a", "--image=nginx", "--replicas=2")
+    server.kubectl("create", "role", "reader", "-n", "team-a", "--verb=get,list", "--resource=configmaps")
+    server.kubectl(
+        "create", "rolebinding", "reader", "-n", "team-a", "--role=reader", "--serviceaccount=team-a:robot"
+    )
+    settings = json.loads(server.kubectl("get", "cm", "settings", "-n", "team-a", "-o", "json").stdout)
+    assert settings["data"] == {"mode": "fast"}
+    secret = json.loads(server.kubectl("get", "secret", "creds", "-n", "team-a", "-o", "json").stdout)
+    assert secret["data"]["password"] == "czNjcmV0"
+    deployment = json.loads(server.kubectl("get", "deploy", "web", "-n", "team-a", "-o", "json").stdout)
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx"
+    rows = server.kubectl("get", "deploy", "-n", "team-a").stdout.splitlines()
+    assert rows[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    server.kubectl("delete", "namespace", "team-a", "--wait=true", "--timeout=30s")
+    assert server.kubectl("get", "namespace", "team-a", check=False).returncode != 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
@@ -40,6 +40,7 @@ __all__ = [
     "STRATEGIC_MERGE_PATCH_KINDS",
     "apply_patch",
     "json_patch",
+    "list_strategy",
     "merge_patch",
     "strategic_merge_patch",
 ]
@@ -400,6 +401,30 @@ _SCHEMAS: Final[Mapping[str, Mapping[str, _Field]]] = MappingProxyType(
 
 #: The kinds :func:`strategic_merge_patch` knows; any other kind is answered with 415.
 STRATEGIC_MERGE_PATCH_KINDS: Final = frozenset(_SCHEMAS)
+
+
+def list_strategy(kind: str, path: Sequence[str]) -> tuple[str, str | None] | None:
+    """How a strategic merge patch treats the list at ``path`` (field names from the object's root).
+
+    List items are stepped through, so ``("spec", "containers", "ports")`` names every container's ports.
+    Returns ``("merge", key)`` for a list of objects merged item by item on ``key``, ``("merge", None)`` for
+    a list of scalars merged as a set, ``("replace", None)`` for a list replaced whole (every list the Go
+    types do not tag, unknown fields included), and ``None`` for a kind without strategic merge patch
+    (custom resources, unknown kinds). Server-side apply reads its list semantics for built-in kinds
+    from here, as Kubernetes falls back to these tags where a type declares no ``listType``.
+    """
+    schema = _SCHEMAS.get(kind)
+    if schema is None:
+        return None
+    fields: Mapping[str, _Field] = schema
+    field = _LOOSE
+    for name in path:
+        field = fields.get(name, _LOOSE)
+        fields = field.fields
+    if path and field.merge:
+        return ("merge", field.key or None)
+    return ("replace", None)
+
 
 _DIRECTIVE: Final = "$patch"
 _RETAIN_KEYS: Final = "$retainKeys"

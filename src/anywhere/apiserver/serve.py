@@ -111,9 +111,9 @@ async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None
     finally:
         if compactor is not None:
             compactor.cancel()
+        await server.stop()  # ends open watches first, so the HTTP shutdown has nothing to wait for
         if runner is not None:
             await runner.cleanup()
-        await server.stop()
         await storage.close()
 
 

@@ -24,7 +24,7 @@ import yaml
 from aiohttp import web
 
 from anywhere import __version__
-from anywhere.apiserver import admission
+from anywhere.apiserver import admission, openapi, protobuf
 from anywhere.apiserver import crd as crd_admission
 from anywhere.apiserver.errors import StatusError, already_exists, conflict, invalid, not_found
 from anywhere.apiserver.lifecycle import Lifecycle
@@ -38,7 +38,7 @@ from anywhere.apiserver.objects import (
     with_version,
 )
 from anywhere.apiserver.resources import CRD_TYPE, NAMESPACE_TYPE, Registry, ResourceType
-from anywhere.storage import Compacted, Conflict, KeyExists, KeyNotFound, Record, Storage, Unavailable
+from anywhere.storage import Compacted, Conflict, KeyExists, KeyNotFound, Record, Storage, Unavailable, Watch
 
 log = logging.getLogger("anywhere.apiserver")
 
@@ -54,6 +54,9 @@ Authenticator = Callable[[web.Request], Awaitable["User | None"]]
 class User:
     name: str
     groups: tuple[str, ...] = ()
+
+
+USER_KEY: web.RequestKey[User] = web.RequestKey("user", User)
 
 
 @dataclass
@@ -83,6 +86,7 @@ class APIServer:
         self._authenticate = authenticate
         self._tasks: list[asyncio.Task[None]] = []
         self._namespaces: dict[str, bool] = {}  # name -> terminating; followed from storage
+        self._streams: set[Watch] = set()  # open watches, ended on stop
         self._watch_cache: collections.OrderedDict[tuple[int, str], tuple[Obj, bytes]] = (
             collections.OrderedDict()
         )
@@ -123,6 +127,7 @@ class APIServer:
                 namespace["spec"] = {"finalizers": ["kubernetes"]}
                 namespace["status"] = {"phase": "Active"}
                 await self.storage.create(NAMESPACE_TYPE.storage_key(None, name), stored(namespace))
+        await asyncio.to_thread(openapi.v3_discovery, self.registry)  # the first build imports a lot
         self._ready.set()
 
     async def _install_crds(self) -> None:
@@ -171,6 +176,9 @@ class APIServer:
             self._namespaces[name] = bool((namespace.get("metadata") or {}).get("deletionTimestamp"))
 
     async def stop(self) -> None:
+        """End every watch (their clients re-watch elsewhere) and the background tasks."""
+        for stream in tuple(self._streams):
+            stream.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -198,7 +206,7 @@ class APIServer:
             )
         except Unavailable as exc:
             return _status_response(StatusError(503, f"storage unavailable: {exc}"))
-        except (asyncio.CancelledError, ConnectionResetError):
+        except (asyncio.CancelledError, ConnectionResetError, web.HTTPException):
             raise
         except Exception:
             log.exception("internal error serving %s %s", request.method, request.path)
@@ -212,10 +220,12 @@ class APIServer:
         user = await self._authenticate(request)
         if user is None:
             raise StatusError(401, "Unauthorized")
-        request["user"] = user
+        request[USER_KEY] = user
         if path == "/version":
             return _json(_version_info())
         parts = [p for p in path.split("/") if p]
+        if parts and parts[0] == "openapi":
+            return self._openapi(request, parts[1:])
         if not parts:
             return _json(
                 {
@@ -257,6 +267,40 @@ class APIServer:
                 return _json(group)
             return await self._group_version(request, parts[1], parts[2], parts[3:])
         raise StatusError(404, "the server could not find the requested resource")
+
+    # ---- OpenAPI -----------------------------------------------------------------------------
+
+    def _openapi(self, request: web.Request, rest: list[str]) -> web.Response:
+        """OpenAPI v3 per group-version (what kubectl validates and explains with), and v2 as JSON."""
+        if rest == ["v2"]:
+            accept = request.headers.get("Accept", "*/*")
+            if "application/json" not in accept and "*/*" not in accept:
+                raise StatusError(406, "only application/json is served for /openapi/v2; use /openapi/v3")
+            return _json(openapi.v2_document(self.registry))
+        if not rest or rest[0] != "v3":
+            raise StatusError(404, "the server could not find the requested resource")
+        if len(rest) == 1:
+            return _json(openapi.v3_discovery(self.registry))
+        if rest[1] == "api" and len(rest) == 3:
+            group, version = "", rest[2]
+        elif rest[1] == "apis" and len(rest) == 4:
+            group, version = rest[2], rest[3]
+        else:
+            raise StatusError(404, "the server could not find the requested resource")
+        document = openapi.v3_document(self.registry, group, version)
+        current = openapi.v3_document_hash(self.registry, group, version)
+        if document is None or current is None:
+            raise StatusError(404, "the server could not find the requested resource")
+        requested = request.query.get("hash")
+        if requested and requested != current:
+            raise web.HTTPMovedPermanently(f"{request.path}?hash={current}")
+        response = _json(document)
+        if requested:
+            response.headers["Cache-Control"] = "public, immutable"
+            response.headers["Expires"] = "Fri, 01 Jan 2100 00:00:00 GMT"
+            response.headers["ETag"] = f'"{current}"'
+            response.headers["Vary"] = "Accept"
+        return response
 
     # ---- discovery ---------------------------------------------------------------------------
 
@@ -402,13 +446,15 @@ class APIServer:
         try:
             if content_type in ("application/json", "", "application/octet-stream"):
                 body = decode(raw) if raw else None
+            elif content_type == protobuf.CONTENT_TYPE:
+                body = protobuf.decode_request(raw)
             elif content_type in ("application/yaml", "application/x-yaml"):
                 body = yaml.safe_load(raw)
             else:
                 raise StatusError(
                     415,
-                    f"the body of the request was in an unknown format - accepted media types "
-                    f"include: application/json, application/yaml (got {content_type})",
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"application/json, application/yaml, {protobuf.CONTENT_TYPE} (got {content_type})",
                 )
         except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
             raise StatusError(
@@ -760,6 +806,7 @@ class APIServer:
             start = _parse_rv(rv_text)
         try:
             stream = await self.storage.watch(prefix, start)
+            self._streams.add(stream)
         except Compacted as exc:
             await send(
                 "ERROR",
@@ -780,6 +827,9 @@ class APIServer:
                 except StopAsyncIteration:
                     break
                 if event is None:
+                    transport = request.transport
+                    if transport is None or transport.is_closing():
+                        break  # the client went away; nothing would notice until the next write
                     if bookmarks:
                         current = await self.storage.revision()
                         await send(
@@ -814,6 +864,7 @@ class APIServer:
             pass
         finally:
             stream.close()
+            self._streams.discard(stream)
         return response
 
 
