@@ -603,6 +603,31 @@ def test_associative_list_typing_errors_are_kubernetes_500s() -> None:
     )
 
 
+def test_stored_lists_that_cannot_be_typed_are_tolerated() -> None:
+    # Objects stored before validation existed may repeat a key: updates and applies still work, and
+    # the extra items pass through unowned.
+    stored = pod({"name": "a", "image": "one"}, {"name": "a", "image": "two"})
+    created = fm.update(None, stored, manager="creator", api_version="v1", semantics=POD, now=T0)
+    assert created["spec"]["containers"] == stored["spec"]["containers"]
+    result = apply_pod(created, pod({"name": "b", "image": "three"}), "applier")
+    assert [c["image"] for c in result["spec"]["containers"]] == ["one", "two", "three"]
+
+
+def test_path_strings_format_numbers_as_go_does() -> None:
+    assert fm.path_string(("f:a", "v:1.5")) == ".a[=1.5]"
+    assert fm.path_string(("f:a", "v:1000000.5")) == ".a[=1.0000005e+06]"
+    assert fm.path_string(("f:a", "v:0.00001")) == ".a[=1e-05]"
+    assert (
+        fm.path_string(
+            (
+                "f:a",
+                "v:true",
+            )
+        )
+        == ".a[=true]"
+    )
+
+
 def test_finalizers_are_a_set_owned_value_by_value() -> None:
     live = apply_cm(None, configmap(finalizers=["example.com/a"]), "one")
     live = apply_cm(live, configmap(finalizers=["example.com/b"]), "two", T2)

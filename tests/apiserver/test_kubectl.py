@@ -211,3 +211,177 @@ def test_kubectl_create_subcommands(server: Server) -> None:
     assert rows[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     server.kubectl("delete", "namespace", "team-a", "--wait=true", "--timeout=30s")
     assert server.kubectl("get", "namespace", "team-a", check=False).returncode != 0
+
+
+def _owned(name: str, owner: dict[str, str]) -> str:
+    return (
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  ownerReferences:\n"
+        f"  - {{apiVersion: v1, kind: ConfigMap, name: {owner['name']}, uid: {owner['uid']}, blockOwnerDeletion: true}}\n"
+    )
+
+
+def _make_owner(server: Server, name: str) -> dict[str, str]:
+    server.kubectl("create", "configmap", name)
+    meta = json.loads(server.kubectl("get", "cm", name, "-o", "json").stdout)["metadata"]
+    return {"name": name, "uid": meta["uid"]}
+
+
+def _exists(server: Server, name: str) -> bool:
+    return server.kubectl("get", "cm", name, check=False).returncode == 0
+
+
+def _eventually(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+def test_garbage_collection_background_foreground_orphan(server: Server) -> None:
+    owner = _make_owner(server, "owner-bg")
+    server.kubectl("apply", "-f", "-", input=_owned("dep-bg", owner))
+    server.kubectl("delete", "cm", "owner-bg", "--cascade=background")
+    _eventually(lambda: not _exists(server, "dep-bg"))
+
+    owner = _make_owner(server, "owner-fg")
+    server.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=_owned("dep-fg", owner).replace("metadata:\n", "metadata:\n  finalizers: [example.com/hold]\n"),
+    )
+    server.kubectl("delete", "cm", "owner-fg", "--cascade=foreground", "--wait=false")
+    held = json.loads(server.kubectl("get", "cm", "owner-fg", "-o", "json").stdout)["metadata"]
+    assert "foregroundDeletion" in held["finalizers"]
+    _eventually(
+        lambda: bool(
+            json.loads(server.kubectl("get", "cm", "dep-fg", "-o", "json").stdout)["metadata"].get(
+                "deletionTimestamp"
+            )
+        )
+    )
+    assert _exists(server, "owner-fg")  # waits for its blocking dependent
+    server.kubectl("patch", "cm", "dep-fg", "--type", "merge", "-p", '{"metadata":{"finalizers":null}}')
+    _eventually(lambda: not _exists(server, "owner-fg"))
+
+    owner = _make_owner(server, "owner-or")
+    server.kubectl("apply", "-f", "-", input=_owned("dep-or", owner))
+    server.kubectl("delete", "cm", "owner-or", "--cascade=orphan")
+    _eventually(lambda: not _exists(server, "owner-or"))
+    dependent = json.loads(server.kubectl("get", "cm", "dep-or", "-o", "json").stdout)["metadata"]
+    assert "ownerReferences" not in dependent
+    server.kubectl("delete", "cm", "dep-or")
+
+
+def test_status_subresource_generation_and_dry_run(server: Server) -> None:
+    server.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=WIDGET_CRD.replace("widgets", "dials")
+        .replace("Widget", "Dial")
+        .replace("widget", "dial")
+        .replace("[wd]", "[dl]"),
+    )
+    server.kubectl("wait", "--for=condition=established", "crd/dials.example.com", "--timeout=20s")
+    server.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input="apiVersion: example.com/v1\nkind: Dial\nmetadata: {name: d1}\nspec: {size: 2}\n",
+    )
+    server.kubectl(
+        "patch",
+        "dial",
+        "d1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"ready":true},"spec":{"size":9}}',
+    )
+    dial = json.loads(server.kubectl("get", "dial", "d1", "-o", "json").stdout)
+    assert dial["status"] == {"ready": True}
+    assert dial["spec"]["size"] == 2  # a status write changes only status
+    assert dial["metadata"]["generation"] == 1
+    server.kubectl(
+        "patch", "dial", "d1", "--type=merge", "-p", '{"spec":{"size":4},"status":{"ready":false}}'
+    )
+    dial = json.loads(server.kubectl("get", "dial", "d1", "-o", "json").stdout)
+    assert (dial["spec"]["size"], dial["status"]["ready"], dial["metadata"]["generation"]) == (4, True, 2)
+    server.kubectl("wait", "--for=jsonpath={.status.ready}=true", "dial/d1", "--timeout=10s")
+    server.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input="apiVersion: example.com/v1\nkind: Dial\nmetadata: {name: d2}\nspec: {size: 5}\n",
+    )
+    assert server.kubectl("get", "dial", "d2", check=False).returncode != 0
+
+
+def test_describe_edit_diff_deletecollection(server: Server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for name in ("dc1", "dc2", "dc3"):
+        server.kubectl("create", "configmap", name, "--from-literal=k=v")
+    server.kubectl("label", "cm", "dc1", "dc2", "batch=one")
+    described = server.kubectl("describe", "cm", "dc1").stdout
+    assert "Name:" in described
+    assert "dc1" in described
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/k: v/k: edited/' \"$1\"\n")
+    editor.chmod(0o755)
+    server.kubectl("edit", "cm", "dc1", env={"KUBE_EDITOR": str(editor)})
+    assert json.loads(server.kubectl("get", "cm", "dc1", "-o", "json").stdout)["data"] == {"k": "edited"}
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dc3\ndata:\n  k: changed\n"
+    diff = server.kubectl("diff", "-f", "-", input=manifest, check=False)
+    assert diff.returncode == 1, diff.stderr  # 1 = differences found
+    assert "+  k: changed" in diff.stdout
+    server.kubectl("delete", "cm", "-l", "batch=one")
+    assert not _exists(server, "dc1")
+    assert not _exists(server, "dc2")
+    assert _exists(server, "dc3")
+    server.kubectl("delete", "cm", "dc3")
+
+
+def test_explain_and_client_side_apply_validation(server: Server) -> None:
+    explained = server.kubectl("explain", "configmap.data").stdout
+    assert "Data contains the configuration data" in explained
+    assert "controlPlaneConfiguration" in server.kubectl("explain", "clusters.spec").stdout
+
+
+def test_server_side_apply_with_managed_fields_and_conflicts(server: Server) -> None:
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: '1'\n  b: '2'\n"
+    out = server.kubectl("apply", "--server-side", "-f", "-", input=manifest).stdout
+    assert "serverside-applied" in out
+    obj = json.loads(server.kubectl("get", "cm", "ssa", "-o", "json", "--show-managed-fields").stdout)
+    managers = {(e["manager"], e["operation"]) for e in obj["metadata"]["managedFields"]}
+    assert ("kubectl", "Apply") in managers
+    assert obj["metadata"]["managedFields"][0]["fieldsV1"]["f:data"] == {"f:a": {}, "f:b": {}}
+
+    other = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: 'other'\n"
+    refused = server.kubectl(
+        "apply", "--server-side", "--field-manager=robot", "-f", "-", input=other, check=False
+    )
+    assert refused.returncode != 0
+    assert 'conflict with "kubectl"' in refused.stderr
+    assert ".data.a" in refused.stderr
+    server.kubectl(
+        "apply", "--server-side", "--field-manager=robot", "--force-conflicts", "-f", "-", input=other
+    )
+    assert json.loads(server.kubectl("get", "cm", "ssa", "-o", "json").stdout)["data"] == {
+        "a": "other",
+        "b": "2",
+    }
+
+    # dropping a field from the applied configuration removes it, as it is no one else's
+    server.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        input="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  c: '3'\n",
+    )
+    assert json.loads(server.kubectl("get", "cm", "ssa", "-o", "json").stdout)["data"] == {
+        "a": "other",
+        "c": "3",
+    }
+    server.kubectl("delete", "cm", "ssa")

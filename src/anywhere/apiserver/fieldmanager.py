@@ -187,9 +187,9 @@ def _go_float(value: float) -> str:
     sign = "-" if math.copysign(1.0, value) < 0 else ""
     if value == 0:
         return sign + "0"
-    exponent = decimal.Decimal(repr(abs(value))).normalize().as_tuple()
-    digits = "".join(str(d) for d in exponent.digits)
-    point = len(digits) + int(exponent.exponent)  # digits before the decimal point
+    parts = decimal.Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(str(d) for d in parts.digits)
+    point = len(digits) + int(parts.exponent)  # digits before the decimal point
     if point - 1 < -4 or point - 1 >= 6:
         mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
         return f"{sign}{mantissa}e{'-' if point < 1 else '+'}{abs(point - 1):02d}"
@@ -236,8 +236,8 @@ class ListType(NamedTuple):
     defaults: Mapping[str, Any] = {}
 
 
-ATOMIC_LIST: Final = ListType("atomic")
-SET_LIST: Final = ListType("set")
+_ATOMIC_LIST: Final = ListType("atomic")
+_SET_LIST: Final = ListType("set")
 
 
 class Semantics:
@@ -261,7 +261,7 @@ class Semantics:
         return Semantics(self.kind)
 
     def list_type(self) -> ListType:
-        return ATOMIC_LIST
+        return _ATOMIC_LIST
 
     def is_atomic_map(self) -> bool:
         """Whether this map or struct is replaced and owned whole (``x-kubernetes-map-type: atomic``)."""
@@ -310,10 +310,10 @@ class _ObjectMeta(Semantics):
 
     def list_type(self) -> ListType:
         if self._path == ("finalizers",):
-            return SET_LIST
+            return _SET_LIST
         if self._path == ("ownerReferences",):
             return ListType("map", ("uid",))
-        return ATOMIC_LIST
+        return _ATOMIC_LIST
 
     def is_atomic_map(self) -> bool:
         return self._path == ("ownerReferences", "[]")  # OwnerReference is +structType=atomic
@@ -362,10 +362,10 @@ class _Builtin(Semantics):
     def list_type(self) -> ListType:
         strategy = strategic.list_strategy(self.kind, self._path)
         if strategy is None or strategy[0] != "merge":
-            return ATOMIC_LIST
+            return _ATOMIC_LIST
         key = strategy[1]
         if key is None:
-            return SET_LIST
+            return _SET_LIST
         if self.kind == "Service" and self._path == ("spec", "ports"):
             return ListType("map", ("port", "protocol"), {"protocol": "TCP"})  # ServicePort
         return _MULTI_KEYS.get(key, ListType("map", (key,)))
@@ -407,11 +407,11 @@ class _Schema(Semantics):
     def list_type(self) -> ListType:
         kind = self._schema.get("x-kubernetes-list-type")
         if kind == "set":
-            return SET_LIST
+            return _SET_LIST
         if kind == "map":
             keys = self._schema.get("x-kubernetes-list-map-keys")
             if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
-                return ATOMIC_LIST
+                return _ATOMIC_LIST
             items = self._schema.get("items")
             props = items.get("properties") if isinstance(items, Mapping) else None
             defaults = {}
@@ -421,7 +421,7 @@ class _Schema(Semantics):
                     if isinstance(sub, Mapping) and sub.get("default") is not None:
                         defaults[key] = sub["default"]
             return ListType("map", tuple(keys), defaults)
-        return ATOMIC_LIST  # unannotated CRD lists are atomic
+        return _ATOMIC_LIST  # unannotated CRD lists are atomic
 
     def is_atomic_map(self) -> bool:
         return self._schema.get("x-kubernetes-map-type") == "atomic"

@@ -24,7 +24,7 @@ import yaml
 from aiohttp import web
 
 from anywhere import __version__
-from anywhere.apiserver import admission, openapi, protobuf
+from anywhere.apiserver import admission, fieldmanager, openapi, protobuf
 from anywhere.apiserver import crd as crd_admission
 from anywhere.apiserver.errors import StatusError, already_exists, conflict, invalid, not_found
 from anywhere.apiserver.lifecycle import Lifecycle
@@ -47,6 +47,7 @@ DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 BOOKMARK_INTERVAL = 5.0
 WATCH_CACHE_SIZE = 4096
 CRD_CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
+APPLY_PATCH = "application/apply-patch+yaml"
 Authenticator = Callable[[web.Request], Awaitable["User | None"]]
 
 
@@ -57,6 +58,10 @@ class User:
 
 
 USER_KEY: web.RequestKey[User] = web.RequestKey("user", User)
+
+
+class StaleWrite(StatusError):
+    """409: the object changed between our read and our write; the operation may be retried."""
 
 
 @dataclass
@@ -511,9 +516,15 @@ class APIServer:
         return obj
 
     async def create(self, request: web.Request, target: Target) -> tuple[Obj, int]:
+        obj = await self._body(request, target.rt)
+        self._check_kind(target.rt, obj)
+        return await self._create_object(request, target, obj, managed=False)
+
+    async def _create_object(
+        self, request: web.Request, target: Target, obj: Obj, *, managed: bool
+    ) -> tuple[Obj, int]:
+        """Store a new object; ``managed`` when its managedFields are already set (server-side apply)."""
         rt = target.rt
-        obj = await self._body(request, rt)
-        self._check_kind(rt, obj)
         namespace = target.namespace
         body_namespace = (obj.get("metadata") or {}).get("namespace")
         if rt.namespaced:
@@ -529,6 +540,8 @@ class APIServer:
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
         obj = self._admit(rt, obj, None)
+        if not managed:
+            obj = self._manage(request, rt, None, obj, verb="create", subresource=None)
         name = obj["metadata"]["name"]
         if request.query.get("dryRun") == "All":
             return obj, 201
@@ -567,9 +580,20 @@ class APIServer:
         )
 
     async def _replace(
-        self, request: web.Request, target: Target, old: Obj, new: Obj, expected_rv: int
+        self,
+        request: web.Request,
+        target: Target,
+        old: Obj,
+        new: Obj,
+        expected_rv: int,
+        *,
+        verb: str = "update",
+        managed: bool = False,
     ) -> tuple[Obj, int]:
-        """Write ``new`` over ``old`` (read at ``expected_rv``), as the object or its status subresource."""
+        """Write ``new`` over ``old`` (read at ``expected_rv``), as the object or its status subresource.
+
+        ``managed`` when ``new`` already carries its managedFields (server-side apply computed them).
+        """
         rt = target.rt
         name = target.name or ""
         new.setdefault("metadata", {})
@@ -587,6 +611,8 @@ class APIServer:
         carry_system_fields(old, new)
         if target.subresource != "status":
             new = self._admit(rt, new, old)
+        if not managed:
+            new = self._manage(request, rt, old, new, verb=verb, subresource=target.subresource)
         meta = new["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             return await self._remove(target, expected_rv)
@@ -597,11 +623,12 @@ class APIServer:
                 rt.storage_key(target.namespace, name), stored(new), expected_rv=expected_rv
             )
         except Conflict:
-            raise conflict(
-                rt.group,
-                rt.plural,
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
+            raise StaleWrite(
+                409,
+                f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been modified; '
+                "please apply your changes to the latest version and try again",
+                reason="Conflict",
+                details={"name": name, "group": rt.group, "kind": rt.plural},
             ) from None
         except KeyNotFound:
             raise not_found(rt.group, rt.plural, name) from None
@@ -611,6 +638,12 @@ class APIServer:
         from anywhere.apiserver import patch as patching
 
         raw = await request.read()
+        if request.content_type == APPLY_PATCH:
+            return await self._apply(request, target, raw)
+        if request.query.get("force"):
+            raise StatusError(
+                422, "force: Forbidden: may not be specified for non-apply patch", reason="Invalid"
+            )
         for _ in range(5):
             old, record = await self._read(target)
             patched = patching.apply_patch(request.content_type, old, raw, target.rt.kind, target.rt.builtin)
@@ -623,12 +656,101 @@ class APIServer:
                 wanted = None
             expected = _parse_rv(wanted) if wanted else record.mod_rv
             try:
-                return await self._replace(request, target, old, patched, expected)
-            except StatusError as error:
-                if error.code != 409 or wanted:
+                return await self._replace(request, target, old, patched, expected, verb="patch")
+            except StaleWrite:
+                if wanted:
                     raise
         raise conflict(
             target.rt.group, target.rt.plural, target.name or "", "too many concurrent changes; try again"
+        )
+
+    async def _apply(self, request: web.Request, target: Target, raw: bytes) -> tuple[Obj, int]:
+        """Server-side apply: merge the applied configuration, track field ownership, refuse conflicts."""
+        rt = target.rt
+        try:
+            applied = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as exc:
+            raise StatusError(
+                400, f"the applied configuration is not valid YAML: {str(exc).splitlines()[0]}"
+            ) from None
+        if not isinstance(applied, dict):
+            raise StatusError(400, "the applied configuration must be an object")
+        manager = fieldmanager.manager_name(
+            request.query.get("fieldManager"), request.headers.get("User-Agent"), verb="apply"
+        )
+        force = request.query.get("force") in ("true", "1")
+        ignored = fieldmanager.ignored_fields(
+            has_status_subresource="status" in rt.subresources, subresource=target.subresource
+        )
+
+        def merge(live: Obj | None) -> Obj:
+            return fieldmanager.apply(
+                live,
+                applied,
+                manager=manager,
+                force=force,
+                api_version=rt.api_version,
+                semantics=self._semantics(rt),
+                now=now(),
+                subresource=target.subresource or "",
+                ignored=ignored,
+            )
+
+        for _ in range(5):
+            try:
+                old, record = await self._read(target)
+            except StatusError as error:
+                if error.code != 404 or target.subresource:
+                    raise
+                created = merge(None)
+                created.setdefault("metadata", {})["name"] = target.name
+                self._check_kind(rt, created)
+                return await self._create_object(request, target, created, managed=True)
+            merged = merge(old)
+            try:
+                return await self._replace(
+                    request, target, old, merged, record.mod_rv, verb="apply", managed=True
+                )
+            except StaleWrite:
+                continue
+        raise conflict(rt.group, rt.plural, target.name or "", "too many concurrent changes; try again")
+
+    def _semantics(self, rt: ResourceType) -> fieldmanager.Semantics:
+        return fieldmanager.semantics_for(rt.kind, rt.builtin, rt.schema)
+
+    def _manage(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        old: Obj | None,
+        new: Obj,
+        *,
+        verb: str,
+        subresource: str | None,
+    ) -> Obj:
+        """Record which manager changed which fields (metadata.managedFields), as every write does."""
+        sent = fieldmanager.strip_managed_fields_on_input(new)
+        if sent is not None:
+            new.setdefault("metadata", {})["managedFields"] = sent
+            if not sent:
+                new["metadata"].pop("managedFields", None)
+            return new
+        if old is not None and "managedFields" in (old.get("metadata") or {}):
+            new["metadata"]["managedFields"] = old["metadata"]["managedFields"]
+        manager = fieldmanager.manager_name(
+            request.query.get("fieldManager"), request.headers.get("User-Agent"), verb=verb
+        )
+        return fieldmanager.update(
+            old,
+            new,
+            manager=manager,
+            api_version=rt.api_version,
+            semantics=self._semantics(rt),
+            now=now(),
+            subresource=subresource or "",
+            ignored=fieldmanager.ignored_fields(
+                has_status_subresource="status" in rt.subresources, subresource=subresource
+            ),
         )
 
     async def delete(self, request: web.Request, target: Target) -> tuple[Obj, int]:
