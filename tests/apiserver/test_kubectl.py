@@ -385,3 +385,13 @@ def test_server_side_apply_with_managed_fields_and_conflicts(server: Server) -> 
         "c": "3",
     }
     server.kubectl("delete", "cm", "ssa")
+
+
+def test_metrics_and_health_endpoints(server: Server) -> None:
+    server.kubectl("get", "cm")
+    metrics = server.kubectl("get", "--raw", "/metrics").stdout
+    assert 'apiserver_request_total{code="200",resource="configmaps",verb="list"}' in metrics
+    assert "apiserver_request_duration_seconds_bucket" in metrics
+    assert "apiserver_registered_watchers" in metrics
+    for path in ("/healthz", "/livez", "/readyz"):
+        assert server.kubectl("get", "--raw", path).stdout == "ok"

@@ -24,7 +24,7 @@ import yaml
 from aiohttp import web
 
 from anywhere import __version__
-from anywhere.apiserver import admission, fieldmanager, openapi, protobuf
+from anywhere.apiserver import admission, fieldmanager, metrics, openapi, protobuf
 from anywhere.apiserver import crd as crd_admission
 from anywhere.apiserver.errors import StatusError, already_exists, conflict, invalid, not_found
 from anywhere.apiserver.lifecycle import Lifecycle
@@ -58,6 +58,7 @@ class User:
 
 
 USER_KEY: web.RequestKey[User] = web.RequestKey("user", User)
+VERB_KEY: web.RequestKey[tuple[str, str]] = web.RequestKey("verb", tuple)
 
 
 class StaleWrite(StatusError):
@@ -92,6 +93,7 @@ class APIServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._namespaces: dict[str, bool] = {}  # name -> terminating; followed from storage
         self._streams: set[Watch] = set()  # open watches, ended on stop
+        self.metrics = metrics.Metrics(lambda: len(self._streams))
         self._watch_cache: collections.OrderedDict[tuple[int, str], tuple[Obj, bytes]] = (
             collections.OrderedDict()
         )
@@ -201,6 +203,14 @@ class APIServer:
     async def _errors(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await self._handle_errors(request, handler)
+        self.metrics.observe(request.get(VERB_KEY), response.status, time.perf_counter() - started)
+        return response
+
+    async def _handle_errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             return await handler(request)
         except StatusError as error:
@@ -228,6 +238,8 @@ class APIServer:
         request[USER_KEY] = user
         if path == "/version":
             return _json(_version_info())
+        if path == "/metrics":
+            return web.Response(body=self.metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
         parts = [p for p in path.split("/") if p]
         if parts and parts[0] == "openapi":
             return self._openapi(request, parts[1:])
@@ -392,6 +404,7 @@ class APIServer:
     async def _serve(self, request: web.Request, target: Target) -> web.StreamResponse:
         method = request.method
         query = request.query
+        request[VERB_KEY] = (_verb(method, target, query.get("watch") in ("1", "true")), target.rt.qualified)
         if target.name is None:
             if method == "GET":
                 if query.get("watch") in ("1", "true"):
@@ -988,6 +1001,21 @@ class APIServer:
             stream.close()
             self._streams.discard(stream)
         return response
+
+
+def _verb(method: str, target: Target, watch: bool) -> str:
+    """The Kubernetes verb of a request, as metrics and (later) authorization name it."""
+    if method == "GET":
+        if target.name is None:
+            return "watch" if watch else "list"
+        return "get"
+    collection = target.name is None
+    return {
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "deletecollection" if collection else "delete",
+    }.get(method, method.lower())
 
 
 def _wants_table(request: web.Request) -> bool:
