@@ -395,3 +395,22 @@ def test_metrics_and_health_endpoints(server: Server) -> None:
     assert "apiserver_registered_watchers" in metrics
     for path in ("/healthz", "/livez", "/readyz"):
         assert server.kubectl("get", "--raw", path).stdout == "ok"
+
+
+def test_unknown_fields_are_refused_by_kubectl_apply(server: Server) -> None:
+    """kubectl sends fieldValidation=Strict, as our OpenAPI says the server supports it."""
+    bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict\nbogus: 1\ndata:\n  a: '1'\n"
+    refused = server.kubectl("apply", "-f", "-", input=bad, check=False)
+    assert refused.returncode != 0
+    assert 'strict decoding error: unknown field "bogus"' in refused.stderr
+    deployment = (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: typo}\nspec:\n  replica: 2\n"
+        "  selector: {matchLabels: {app: t}}\n  template:\n    metadata: {labels: {app: t}}\n"
+        "    spec: {containers: [{name: c, image: nginx}]}\n"
+    )
+    refused = server.kubectl("apply", "-f", "-", input=deployment, check=False)
+    assert 'unknown field "spec.replica"' in refused.stderr
+    warned = server.kubectl("apply", "--validate=warn", "-f", "-", input=bad)
+    assert 'unknown field "bogus"' in warned.stderr
+    assert "bogus" not in json.loads(server.kubectl("get", "cm", "strict", "-o", "json").stdout)  # pruned
+    server.kubectl("delete", "cm", "strict")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from anywhere.api.crds import all_crds
-from anywhere.apiserver import openapi
+from anywhere.apiserver import openapi, structural
 from anywhere.apiserver.resources import BUILTIN_TYPES, Registry
 
 CLUSTER = "com.amazonaws.eks.anywhere.v1alpha1.Cluster"
@@ -501,3 +502,209 @@ async def test_kubectl_explain_builtin_and_crd_fields(kubectl_server: tuple[Path
     deployment = await kubectl(kubeconfig, "explain", "deployment")
     assert "spec\t<DeploymentSpec> -required-" in deployment
     assert "metadata\t<ObjectMeta>" in deployment
+
+
+# ---- structural schemas of built-in kinds (fieldValidation, pruning)
+
+
+def structural_of(api_version: str, kind: str) -> dict[str, Any]:
+    group, _, version = api_version.rpartition("/")
+    schema = openapi.builtin_structural_schema(group, version, kind)
+    assert schema is not None, (api_version, kind)
+    return schema
+
+
+def pod_spec() -> dict[str, Any]:
+    return {
+        "serviceAccountName": "web",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}],
+        "containers": [
+            {
+                "name": "web",
+                "image": "nginx:1.27",
+                "args": ["--port", "8080"],
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                "env": [
+                    {"name": "MODE", "value": "prod"},
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {
+                        "name": "MEMORY",
+                        "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+                    },
+                ],
+                "resources": {"limits": {"cpu": 1, "memory": "128Mi"}, "requests": {"cpu": "500m"}},
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},
+                "livenessProbe": {"tcpSocket": {"port": 8080}},
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/web", "readOnly": True}],
+                "securityContext": {"runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+            }
+        ],
+        "volumes": [
+            {"name": "config", "configMap": {"name": "web", "defaultMode": 420}},
+            {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}},
+        ],
+    }
+
+
+VALID_BUILTIN_OBJECTS: list[dict[str, Any]] = [
+    {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "default", "labels": {"a": "b"}},
+        "data": {"a": "1"},
+        "binaryData": {"b": "AAE="},
+        "immutable": False,
+    },
+    {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default", "annotations": {"x": "y"}},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec()},
+        },
+        "status": {
+            "replicas": 3,
+            "conditions": [{"type": "Available", "status": "True", "lastUpdateTime": "2024-05-01T12:00:00Z"}],
+        },
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {**pod_spec(), "nodeName": "n1"},
+        "status": {"phase": "Running", "podIP": "10.0.0.5", "podIPs": [{"ip": "10.0.0.5"}]},
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": "web"},
+            "ports": [
+                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                {"name": "metrics", "port": 9090, "targetPort": 9090},
+            ],
+        },
+    },
+    {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "leader", "namespace": "kube-system"},
+        "spec": {
+            "holderIdentity": "a",
+            "leaseDurationSeconds": 15,
+            "renewTime": "2024-05-01T12:00:00.123456Z",
+            "leaseTransitions": 2,
+        },
+    },
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "reader", "namespace": "default"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+    },
+    WIDGET_CRD,
+]
+
+
+@pytest.mark.parametrize("obj", VALID_BUILTIN_OBJECTS, ids=lambda obj: obj["kind"])
+def test_valid_builtin_objects_have_no_unknown_fields(obj: dict[str, Any]) -> None:
+    schema = structural_of(obj["apiVersion"], obj["kind"])
+    pruned, paths = structural.prune_with_paths(obj, schema)
+    assert paths == []
+    assert pruned == obj
+    assert structural.validate(pruned, schema) == []
+
+
+@pytest.mark.parametrize("rt", BUILTIN_TYPES, ids=lambda rt: f"{rt.group or 'core'}/{rt.kind}")
+def test_every_builtin_kind_has_a_structural_schema(rt: Any) -> None:
+    schema = openapi.builtin_structural_schema(rt.group, rt.version, rt.kind)
+    assert schema is not None
+    assert structural.check_structural(schema) == []
+    assert openapi.builtin_structural_schema(rt.group, rt.version, rt.kind) is schema  # cached
+    assert schema["properties"]["metadata"] == {"type": "object"}
+    assert schema["properties"]["apiVersion"] == schema["properties"]["kind"] == {"type": "string"}
+    for node in schema_nodes(schema):
+        assert not {"$ref", "allOf", "required", "description"} & set(node), node
+        assert (
+            "type" in node
+            or node.get("x-kubernetes-int-or-string") is True
+            or node.get("x-kubernetes-preserve-unknown-fields") is True
+        ), node
+
+
+def schema_nodes(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield schema
+    for sub in schema.get("properties", {}).values():
+        yield from schema_nodes(sub)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            yield from schema_nodes(schema[key])
+
+
+def test_structural_schema_is_none_for_kinds_not_built_in() -> None:
+    assert openapi.builtin_structural_schema(ANYWHERE, "v1alpha1", "Cluster") is None
+    assert openapi.builtin_structural_schema("apps", "v1", "Nonexistent") is None
+    assert openapi.builtin_structural_schema("apps", "v2", "Deployment") is None
+
+
+def test_unknown_fields_of_builtin_objects_are_found_and_pruned() -> None:
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}, "bogus": 1}
+    schema = structural_of("v1", "ConfigMap")
+    assert structural.unknown_fields(config_map, schema) == ["bogus"]
+    assert "bogus" not in structural.prune(config_map, schema)
+
+    deployment = copy.deepcopy(VALID_BUILTIN_OBJECTS[1])
+    deployment["spec"]["replica"] = 2
+    deployment["spec"]["template"]["spec"]["containers"][0]["imag"] = "nginx"
+    deployment["spec"]["template"]["metadata"]["labelz"] = {"a": "b"}
+    schema = structural_of("apps/v1", "Deployment")
+    pruned, paths = structural.prune_with_paths(deployment, schema)
+    assert paths == [
+        "spec.replica",
+        "spec.template.metadata.labelz",
+        "spec.template.spec.containers[0].imag",
+    ]
+    assert pruned == VALID_BUILTIN_OBJECTS[1]
+
+
+def test_structural_schema_keeps_free_form_values_and_cuts_recursion() -> None:
+    crd = copy.deepcopy(WIDGET_CRD)
+    openapi_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    openapi_schema["typo"] = True  # JSONSchemaProps has no such field
+    # Below the first JSONSchemaProps, the recursion is cut: nested schemas are kept as written.
+    openapi_schema["properties"]["spec"]["properties"]["size"]["anything"] = 1
+    assert structural.unknown_fields(
+        crd, structural_of("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    ) == ["spec.versions[0].schema.openAPIV3Schema.typo"]
+    pod = copy.deepcopy(VALID_BUILTIN_OBJECTS[2])
+    pod["metadata"]["whatever"] = "the server checks the root metadata itself"
+    pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] = "2"
+    assert structural.unknown_fields(pod, structural_of("v1", "Pod")) == []
+
+
+def test_structural_schema_types_builtin_fields() -> None:
+    schema = structural_of("apps/v1", "Deployment")
+    spec = schema["properties"]["spec"]["properties"]
+    container = spec["template"]["properties"]["spec"]["properties"]["containers"]["items"]["properties"]
+    assert container["resources"]["properties"]["limits"]["additionalProperties"] == {
+        "x-kubernetes-int-or-string": True
+    }
+    assert spec["strategy"]["properties"]["rollingUpdate"]["properties"]["maxSurge"] == {
+        "x-kubernetes-int-or-string": True
+    }
+    assert spec["replicas"] == {"type": "integer"}
+    wrong = copy.deepcopy(VALID_BUILTIN_OBJECTS[1])
+    wrong["spec"]["replicas"] = "3"
+    assert [c["field"] for c in structural.validate(wrong, schema)] == ["spec.replicas"]
+    # null where Go would decode a zero value: dropped by pruning, not reported as unknown.
+    templated = copy.deepcopy(VALID_BUILTIN_OBJECTS[1])
+    templated["spec"]["template"]["metadata"]["creationTimestamp"] = None
+    pruned, paths = structural.prune_with_paths(templated, schema)
+    assert paths == []
+    assert pruned == VALID_BUILTIN_OBJECTS[1]

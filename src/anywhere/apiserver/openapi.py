@@ -27,6 +27,11 @@ kind: ``com.amazonaws.eks.anywhere.v1alpha1.Cluster``), with ``apiVersion``, ``k
 
 The documents are built once per set of served types (a CRD change rebuilds them) and shared:
 callers must not modify what these functions return.
+
+:func:`builtin_structural_schema` turns the same client-derived schemas into a *structural* schema
+per built-in kind, which :mod:`anywhere.apiserver.structural` can prune with: kube-apiserver decodes
+built-in objects into typed Go structs, which drops (or, with ``fieldValidation=Strict|Warn``,
+reports) every field the struct does not have; pruning against this schema does the same.
 """
 
 from __future__ import annotations
@@ -238,6 +243,37 @@ def v3_document_hash(registry: Registry, group: str, version: str) -> str | None
 def v2_document(registry: Registry) -> JSON:
     """``GET /openapi/v2`` as JSON (Swagger 2.0) for clients that read it; kubectl wants protobuf instead."""
     return _documents(registry).v2()
+
+
+@cache
+def builtin_structural_schema(group: str, version: str, kind: str) -> JSON | None:
+    """A structural schema of a built-in kind we serve, for pruning and unknown-field detection.
+
+    Typed decoding in kube-apiserver drops fields a built-in kind's Go struct lacks, and reports
+    them under ``fieldValidation=Strict|Warn`` (``unknown field "spec.replica"``);
+    ``structural.prune_with_paths`` / ``structural.unknown_fields`` against this schema give the
+    same paths. So the schema has every field with its type, every ``$ref`` inlined, and nothing
+    kube-apiserver would not check when decoding: no ``required``, no enums, no descriptions.
+    Quantity and IntOrString are ``x-kubernetes-int-or-string``; free-form values (RawExtension,
+    JSON, ``map[string]interface{}``, FieldsV1) and the point where a type recurs (a CRD's
+    JSONSchemaProps) are ``x-kubernetes-preserve-unknown-fields``. The root ``metadata`` is just an
+    object (the server handles ObjectMeta itself); nested ObjectMeta (pod templates) is inlined.
+
+    None when the kind is not a built-in kind we serve or the client has no model for it. The
+    result is cached and shared: callers must not modify it.
+    """
+    if not any((rt.group, rt.version, rt.kind) == (group, version, kind) for rt in BUILTIN_TYPES):
+        return None
+    models = _builtin_models()
+    names = models.kind_names(group, version, kind)
+    if names is None:
+        return None
+    schema = _structural_node(models, _ref(names[0]), ())
+    properties = schema.setdefault("properties", {})
+    properties["apiVersion"] = {"type": "string"}
+    properties["kind"] = {"type": "string"}
+    properties["metadata"] = {"type": "object"}
+    return schema
 
 
 # --------------------------------------------------------------------------------------------------
@@ -626,6 +662,66 @@ def _client_models(kinds: tuple[tuple[str, str, str], ...]) -> _ClientModels:
 
 def _builtin_models() -> _ClientModels:
     return _client_models(tuple((rt.group, rt.version, rt.kind) for rt in BUILTIN_TYPES) + _EXTRA_KINDS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Structural schemas of built-in kinds
+
+# Named types without a model, as structural.py reads them (a fresh copy is made per use).
+_STRUCTURAL_SCALARS: dict[str, JSON] = {
+    QUANTITY: {"x-kubernetes-int-or-string": True},
+    INT_OR_STRING: {"x-kubernetes-int-or-string": True},
+    TIME: {"type": "string", "format": "date-time"},
+    MICRO_TIME: {"type": "string", "format": "date-time"},
+    FIELDS_V1: {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    JSON_VALUE: {"x-kubernetes-preserve-unknown-fields": True},
+}
+_FREE_OBJECT: JSON = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+
+def _ref_target(node: JSON) -> str | None:
+    """The definition a v3 node stands for: a bare ``$ref`` or a described ``allOf: [$ref]``."""
+    ref = node.get("$ref")
+    if ref is None:
+        all_of = node.get("allOf")
+        if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict):
+            ref = all_of[0].get("$ref")
+    return ref.removeprefix(V3_REF) if isinstance(ref, str) else None
+
+
+def _structural_node(models: _ClientModels, node: JSON, stack: tuple[str, ...]) -> JSON:
+    """A v3 schema node with its references inlined and only what shapes values kept.
+
+    ``stack`` holds the definitions being inlined above ``node``: a definition met again there is
+    cut off as an object that keeps whatever it holds.
+    """
+    target = _ref_target(node)
+    if target is not None:
+        if target in _STRUCTURAL_SCALARS:
+            return dict(_STRUCTURAL_SCALARS[target])
+        definition = None if target in stack else models.schema(target)
+        if definition is None:
+            return dict(_FREE_OBJECT)
+        return _structural_node(models, definition, (*stack, target))
+    result: JSON = {}
+    for key in ("type", "format"):
+        if key in node:
+            result[key] = node[key]
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        result["properties"] = {
+            name: _structural_node(models, sub, stack) for name, sub in properties.items()
+        }
+    if isinstance(node.get("items"), dict):
+        result["items"] = _structural_node(models, node["items"], stack)
+    if isinstance(node.get("additionalProperties"), dict):
+        result["additionalProperties"] = _structural_node(models, node["additionalProperties"], stack)
+    if "type" not in result or (
+        result["type"] == "object" and "properties" not in result and "additionalProperties" not in result
+    ):
+        # map[string]interface{} and anything untyped: Go keeps such values as they come.
+        result["x-kubernetes-preserve-unknown-fields"] = True
+    return result
 
 
 # --------------------------------------------------------------------------------------------------

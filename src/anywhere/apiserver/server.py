@@ -24,7 +24,7 @@ import yaml
 from aiohttp import web
 
 from anywhere import __version__
-from anywhere.apiserver import admission, fieldmanager, metrics, openapi, protobuf
+from anywhere.apiserver import admission, fieldmanager, metrics, openapi, protobuf, structural
 from anywhere.apiserver import crd as crd_admission
 from anywhere.apiserver.errors import StatusError, already_exists, conflict, invalid, not_found
 from anywhere.apiserver.lifecycle import Lifecycle
@@ -59,6 +59,7 @@ class User:
 
 USER_KEY: web.RequestKey[User] = web.RequestKey("user", User)
 VERB_KEY: web.RequestKey[tuple[str, str]] = web.RequestKey("verb", tuple)
+WARNINGS_KEY: web.RequestKey[list[str]] = web.RequestKey("warnings", list)
 
 
 class StaleWrite(StatusError):
@@ -205,6 +206,9 @@ class APIServer:
     ) -> web.StreamResponse:
         started = time.perf_counter()
         response = await self._handle_errors(request, handler)
+        for warning in request.get(WARNINGS_KEY, []):
+            if not response.prepared:
+                response.headers.add("Warning", '299 - "' + warning.replace('"', '\\"') + '"')
         self.metrics.observe(request.get(VERB_KEY), response.status, time.perf_counter() - started)
         return response
 
@@ -515,10 +519,18 @@ class APIServer:
                 reason="Forbidden",
             )
 
-    def _admit(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
+    def _admit(self, rt: ResourceType, obj: Obj, old: Obj | None, request: web.Request) -> Obj:
+        """Unknown fields (per ``fieldValidation``), schema defaults and checks, then kind admission."""
+        schema = (
+            rt.schema
+            if rt.schema is not None
+            else openapi.builtin_structural_schema(rt.group, rt.version, rt.kind)
+        )
+        if schema is not None:
+            obj, unknown = structural.prune_with_paths(obj, schema)
+            if unknown:
+                _report_unknown_fields(request, rt, unknown)
         if rt.schema is not None:
-            from anywhere.apiserver import structural
-
             obj, causes = structural.admit(obj, rt.schema)
             if causes:
                 raise invalid(rt.kind, rt.group, str(obj.get("metadata", {}).get("name", "")), causes)
@@ -552,7 +564,7 @@ class APIServer:
         if rt.kind == "Namespace" and rt.group == "":
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
-        obj = self._admit(rt, obj, None)
+        obj = self._admit(rt, obj, None, request)
         if not managed:
             obj = self._manage(request, rt, None, obj, verb="create", subresource=None)
         name = obj["metadata"]["name"]
@@ -623,7 +635,7 @@ class APIServer:
                 new.pop("status", None)
         carry_system_fields(old, new)
         if target.subresource != "status":
-            new = self._admit(rt, new, old)
+            new = self._admit(rt, new, old, request)
         if not managed:
             new = self._manage(request, rt, old, new, verb=verb, subresource=target.subresource)
         meta = new["metadata"]
@@ -1001,6 +1013,28 @@ class APIServer:
             stream.close()
             self._streams.discard(stream)
         return response
+
+
+def _report_unknown_fields(request: web.Request, rt: ResourceType, paths: list[str]) -> None:
+    """``fieldValidation``: Strict refuses unknown fields, Warn (the default) warns, Ignore drops them."""
+    mode = request.query.get("fieldValidation", "Warn")
+    if mode not in ("Strict", "Warn", "Ignore"):
+        raise StatusError(
+            400,
+            f'fieldValidation must be one of "Ignore", "Warn", or "Strict", got "{mode}"',
+            reason="BadRequest",
+        )
+    if mode == "Ignore":
+        return
+    problems = [f'unknown field "{path}"' for path in paths]
+    if mode == "Strict":
+        raise StatusError(
+            400,
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+            f"strict decoding error: {', '.join(problems)}",
+            reason="BadRequest",
+        )
+    request.setdefault(WARNINGS_KEY, []).extend(problems)
 
 
 def _verb(method: str, target: Target, watch: bool) -> str:
