@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from anywhere.storage import Compacted, Conflict, Event, KeyExists, KeyNotFound, Storage
+from anywhere.storage import Compacted, Conflict, Event, KeyExists, KeyNotFound, Record, Storage
 
 
 async def test_create_get_update_delete(store: Storage) -> None:
@@ -165,3 +165,20 @@ async def test_a_watch_stays_usable_after_a_timeout(store: Storage) -> None:
     watch.close()
     with pytest.raises(StopAsyncIteration):
         await watch.next(1)
+
+
+async def test_writes_to_one_key_in_one_batch_see_each_other(store: Storage) -> None:
+    created, updated, deleted = await asyncio.gather(
+        store.create("/b/k", b"1"), store.update("/b/k", b"2"), store.delete("/b/k")
+    )
+    assert created.mod_rv < updated.mod_rv < deleted.mod_rv
+    assert deleted.value == b"2"
+    assert await store.get("/b/k") is None
+    again, conflicted = await asyncio.gather(
+        store.create("/b/k", b"3"),
+        store.update("/b/k", b"4", expected_rv=created.mod_rv),
+        return_exceptions=True,
+    )
+    assert isinstance(again, Record)
+    assert isinstance(conflicted, Conflict)
+    assert (await store.get("/b/k")).value == b"3"  # type: ignore[union-attr]

@@ -237,14 +237,36 @@ class SQLiteStorage(Storage):
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: builtins.list[_Write]) -> None:
+        """Apply a batch in one transaction with a handful of statements, whatever its size.
+
+        The current rows of every key the batch touches are read at once; the writes are decided in
+        memory, in order (so two writes to one key in a batch see each other); then the final rows and
+        the log entries go out with ``executemany``. Few statements per batch keep the writer thread's
+        share of the GIL small, which matters when it shares it with the HTTP server.
+        """
         start = self._revision
         try:
             conn.execute("BEGIN IMMEDIATE")
+            current = self._current_rows(conn, {write.key for write in batch})
+            touched: dict[str, tuple[bytes, int, int] | None] = {}
+            log: builtins.list[tuple[int, str, int, bytes]] = []
             for write in batch:
                 try:
-                    write.result = self._apply(conn, write)
+                    write.result = self._decide(current, write)
                 except StorageError as exc:
                     write.result = exc
+                    continue
+                touched[write.key] = current[write.key]
+                event = write.events[0]
+                log.append((event.rv, event.key, _TYPE_CODE[event.type], event.value))
+            upserts = [(key, *row) for key, row in touched.items() if row is not None]
+            deletes = [(key,) for key, row in touched.items() if row is None]
+            if upserts:
+                conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)", upserts)
+            if deletes:
+                conn.executemany("DELETE FROM kv WHERE key=?", deletes)
+            if log:
+                conn.executemany("INSERT INTO log VALUES (?, ?, ?, ?)", log)
             conn.execute("UPDATE meta SET value=? WHERE name='revision'", (self._revision,))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -255,13 +277,27 @@ class SQLiteStorage(Storage):
                 write.result = Unavailable(f"storage write failed: {exc}")
                 write.events = []
 
-    def _apply(self, conn: sqlite3.Connection, write: _Write) -> Record:
-        row = conn.execute("SELECT value, create_rv, mod_rv FROM kv WHERE key=?", (write.key,)).fetchone()
+    @staticmethod
+    def _current_rows(conn: sqlite3.Connection, keys: set[str]) -> dict[str, tuple[bytes, int, int] | None]:
+        current: dict[str, tuple[bytes, int, int] | None] = dict.fromkeys(keys)
+        ordered = builtins.list(keys)
+        for offset in range(0, len(ordered), 500):  # SQLite's limit on bound parameters
+            chunk = ordered[offset : offset + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, value, create_rv, mod_rv in conn.execute(
+                f"SELECT key, value, create_rv, mod_rv FROM kv WHERE key IN ({marks})", chunk
+            ):
+                current[key] = (value, create_rv, mod_rv)
+        return current
+
+    def _decide(self, current: dict[str, tuple[bytes, int, int] | None], write: _Write) -> Record:
+        """One write against the batch's view of the rows; updates that view and assigns a revision."""
+        row = current[write.key]
         rv = self._revision + 1
         if write.kind == "create":
             if row is not None:
                 raise KeyExists(write.key)
-            conn.execute("INSERT INTO kv VALUES (?, ?, ?, ?)", (write.key, write.value, rv, rv))
+            current[write.key] = (write.value, rv, rv)
             record = Record(write.key, write.value, rv, rv)
             event_type: EventType = "ADDED"
         else:
@@ -270,16 +306,13 @@ class SQLiteStorage(Storage):
             if write.expected_rv is not None and write.expected_rv != row[2]:
                 raise Conflict(write.key, row[2])
             if write.kind == "update":
-                conn.execute("UPDATE kv SET value=?, mod_rv=? WHERE key=?", (write.value, rv, write.key))
+                current[write.key] = (write.value, row[1], rv)
                 record = Record(write.key, write.value, row[1], rv)
                 event_type = "MODIFIED"
             else:
-                conn.execute("DELETE FROM kv WHERE key=?", (write.key,))
+                current[write.key] = None
                 record = Record(write.key, row[0], row[1], rv)
                 event_type = "DELETED"
-        conn.execute(
-            "INSERT INTO log VALUES (?, ?, ?, ?)", (rv, write.key, _TYPE_CODE[event_type], record.value)
-        )
         self._revision = rv
         write.events = [Event(event_type, write.key, record.value, rv)]
         return record
