@@ -9,8 +9,8 @@ import pytest
 
 from anywhere.api.crds import all_crds
 from anywhere.api.generate import generate_config
+from anywhere.apiserver._gofmt import go_float
 from anywhere.apiserver.structural import (
-    _go_float,
     admit,
     apply_defaults,
     check_structural,
@@ -871,5 +871,5 @@ def test_admit_orders_prune_default_validate() -> None:
         (123456.0, "123456"),
     ],
 )
-def test_go_float(value: float, text: str) -> None:
-    assert _go_float(value) == text
+def testgo_float(value: float, text: str) -> None:
+    assert go_float(value) == text

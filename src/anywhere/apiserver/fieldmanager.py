@@ -26,14 +26,13 @@ Objects are plain JSON values; every function leaves its inputs untouched.
 from __future__ import annotations
 
 import datetime
-import decimal
 import json
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, NamedTuple
 
 from anywhere.apiserver import patch as strategic
+from anywhere.apiserver._gofmt import go_float, go_quote
 from anywhere.apiserver.errors import StatusError, invalid
 
 __all__ = [
@@ -148,57 +147,6 @@ def _json(value: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 # Go formatting, for messages that must read like kube-apiserver's
 
-_GO_ESCAPES: Final = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-}
-
-
-def _go_quote(text: str) -> str:
-    """``strconv.Quote`` / ``%q``."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif not ch.isprintable():
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _go_float(value: float) -> str:
-    """``%v`` of a float64: the shortest digits that round-trip, in exponent form below 1e-4 and from 1e6."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    sign = "-" if math.copysign(1.0, value) < 0 else ""
-    if value == 0:
-        return sign + "0"
-    parts = decimal.Decimal(repr(abs(value))).normalize().as_tuple()
-    digits = "".join(str(d) for d in parts.digits)
-    point = len(digits) + int(parts.exponent)  # digits before the decimal point
-    if point - 1 < -4 or point - 1 >= 6:
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{mantissa}e{'-' if point < 1 else '+'}{abs(point - 1):02d}"
-    if point <= 0:
-        return f"{sign}0.{'0' * -point}{digits}"
-    if point >= len(digits):
-        return sign + digits + "0" * (point - len(digits))
-    return f"{sign}{digits[:point]}.{digits[point:]}"
-
 
 def _go_value(value: Any) -> str:
     """structured-merge-diff's ``value.ToString``, used in path strings."""
@@ -209,9 +157,9 @@ def _go_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _go_float(value)
+        return go_float(value)
     if isinstance(value, str):
-        return _go_quote(value)
+        return go_quote(value)
     if isinstance(value, list):
         return "[" + ",".join(_go_value(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -481,7 +429,7 @@ def _item_element(item: Any, list_type: ListType) -> str:
             key[name] = list_type.defaults[name]
         else:
             raise _BadItem(
-                f"associative list with keys has an element that omits key field {_go_quote(name)} "
+                f"associative list with keys has an element that omits key field {go_quote(name)} "
                 "(and doesn't have default value)"
             )
     return "k:" + _json(key)
@@ -931,9 +879,9 @@ class _Entry:
 
     def printed(self) -> str:
         """How a conflict names the manager: ``"kubectl-client-side-apply" using v1``."""
-        text = _go_quote(self.manager)
+        text = go_quote(self.manager)
         if self.subresource:
-            text += f" with subresource {_go_quote(self.subresource)}"
+            text += f" with subresource {go_quote(self.subresource)}"
         if self.operation == UPDATE:
             text += f" using {self.api_version}"
         return text
@@ -1393,7 +1341,7 @@ def manager_name(query_field_manager: str | None, user_agent: str | None, *, ver
             causes.append(
                 {
                     "type": "FieldValueInvalid",
-                    "message": f"Invalid value: {_go_quote(name)}: invalid character U+{ord(ch):04X} "
+                    "message": f"Invalid value: {go_quote(name)}: invalid character U+{ord(ch):04X} "
                     f"(at position {position})",
                     "field": "fieldManager",
                 }

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from anywhere.apiserver._gofmt import go_quote
 from anywhere.apiserver.errors import StatusError
 
 __all__ = [
@@ -123,32 +124,9 @@ def label_value_errors(value: str) -> list[str]:
     return errs
 
 
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
-
-
-def _go_quote(s: str) -> str:
-    """Go's ``%q`` of a string, which Kubernetes uses to show the offending value."""
-    out = ['"']
-    for ch in s:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
-
-
 def _invalid(path: str, value: str, detail: str) -> str:
     """``field.Invalid(...).Error()``: ``<path>: Invalid value: "<value>": <detail>``."""
-    return f"{path}: Invalid value: {_go_quote(value)}: {detail}"
+    return f"{path}: Invalid value: {go_quote(value)}: {detail}"
 
 
 def _aggregate(messages: list[str]) -> str:
@@ -284,7 +262,7 @@ def _go_slice(values: tuple[str, ...] | None) -> str:
     # How field.Invalid prints a []string bad value (%#v); None stands for Go's nil slice.
     if values is None:
         return "[]string(nil)"
-    return "[]string{" + ", ".join(_go_quote(v) for v in values) + "}"
+    return "[]string{" + ", ".join(go_quote(v) for v in values) + "}"
 
 
 @dataclass(frozen=True)
@@ -528,7 +506,7 @@ def label_selector_from_dict(selector: Mapping[str, Any] | None) -> LabelSelecto
         for expr in expressions:
             op_name = expr.get("operator", "")
             if op_name not in _DICT_OPERATORS:
-                raise ValueError(f"{_go_quote(str(op_name))} is not a valid label selector operator")
+                raise ValueError(f"{go_quote(str(op_name))} is not a valid label selector operator")
             raw_values = expr.get("values")
             values = [str(v) for v in raw_values] if raw_values else None
             requirements.append(Requirement.new(str(expr.get("key", "")), _DICT_OPERATORS[op_name], values))

@@ -44,10 +44,11 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any, Final
+
+from anywhere.apiserver._gofmt import go_float, go_quote
 
 __all__ = [
     "Cause",
@@ -149,65 +150,8 @@ def _copy(value: Any) -> Any:
 # Go-style rendering, so that messages read as the real server's do.
 
 
-def _go_float(value: float) -> str:
-    """``fmt.Sprintf("%v", f)`` for a float64: shortest digits, exponent form past 1e+06."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == 0:
-        return "-0" if math.copysign(1.0, value) < 0 else "0"
-    sign, digit_tuple, exponent = Decimal(repr(value)).as_tuple()
-    assert isinstance(exponent, int)
-    digits = "".join(map(str, digit_tuple))
-    stripped = digits.rstrip("0")
-    exponent += len(digits) - len(stripped)
-    digits = stripped
-    point = len(digits) + exponent  # value = 0.<digits> x 10**point
-    prefix = "-" if sign else ""
-    exp10 = point - 1
-    if exp10 < -4 or exp10 >= 6:
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{prefix}{mantissa}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
-    if point <= 0:
-        return f"{prefix}0.{'0' * -point}{digits}"
-    if point >= len(digits):
-        return prefix + digits + "0" * (point - len(digits))
-    return f"{prefix}{digits[:point]}.{digits[point:]}"
-
-
-_GO_ESCAPES: Final = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-}
-
-
-def _go_quote(text: str) -> str:
-    """``strconv.Quote``: Go's double-quoted form of a string."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif not ch.isprintable():
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
 def _go_number(value: int | float) -> str:
-    return _go_float(value) if isinstance(value, float) else str(value)
+    return go_float(value) if isinstance(value, float) else str(value)
 
 
 def _go_syntax(value: Any) -> str:
@@ -219,11 +163,11 @@ def _go_syntax(value: Any) -> str:
     if isinstance(value, int | float):
         return _go_number(value)
     if isinstance(value, str):
-        return _go_quote(value)
+        return go_quote(value)
     if isinstance(value, list):
         return "[]interface {}{" + ", ".join(_go_syntax(v) for v in value) + "}"
     if isinstance(value, Mapping):
-        entries = ", ".join(f"{_go_quote(str(k))}:{_go_syntax(value[k])}" for k in sorted(value))
+        entries = ", ".join(f"{go_quote(str(k))}:{_go_syntax(value[k])}" for k in sorted(value))
         return "map[string]interface {}{" + entries + "}"
     return repr(value)
 
@@ -237,7 +181,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, int | float):
         return _go_number(value)
     if isinstance(value, str):
-        return _go_quote(value)
+        return go_quote(value)
     return _go_syntax(value)
 
 
@@ -269,7 +213,7 @@ def _forbidden(path: str, detail: str) -> Cause:
 
 
 def _not_supported(path: str, value: Any, supported: list[str]) -> Cause:
-    detail = ", ".join(_go_quote(v) for v in supported)
+    detail = ", ".join(go_quote(v) for v in supported)
     return _cause(
         "FieldValueNotSupported",
         path,
@@ -737,7 +681,7 @@ def _is_json_integer(value: float) -> bool:
 
 
 def _type_failure(name: str, expected: str, got: str) -> _Failure:
-    return _Failure(_INVALID_TYPE, name, _in_body(name, f"must be of type {expected}: {_go_quote(got)}"), got)
+    return _Failure(_INVALID_TYPE, name, _in_body(name, f"must be of type {expected}: {go_quote(got)}"), got)
 
 
 def _check_type(value: Any, types: list[str], fmt: str, name: str, out: list[_Failure]) -> None:
@@ -795,7 +739,7 @@ def _bound_text(value: int | float, bound: int | float) -> str:
     """kube-openapi compares an integer with an int64 bound and a float with a float64 one."""
     if isinstance(value, int) and float(bound).is_integer():
         return str(int(bound))
-    return _go_float(float(bound))
+    return go_float(float(bound))
 
 
 def _check_number(value: int | float, schema: Schema, name: str, out: list[_Failure]) -> None:
@@ -880,7 +824,7 @@ def _check_string(value: str, schema: Schema, fmt: str, name: str, out: list[_Fa
         if check is not None and not check(value):
             out.append(
                 _Failure(
-                    _INVALID_TYPE, name, _in_body(name, f"must be of type {fmt}: {_go_quote(value)}"), value
+                    _INVALID_TYPE, name, _in_body(name, f"must be of type {fmt}: {go_quote(value)}"), value
                 )
             )
 
@@ -974,7 +918,7 @@ def _fewest(results: list[list[_Failure]]) -> list[_Failure]:
 
 def _check_junctors(value: Any, schema: Schema, name: str, out: list[_Failure]) -> None:
     """anyOf, oneOf, allOf, not: a composite error for the junctor, plus the telling branch errors."""
-    quoted = _go_quote(name)
+    quoted = go_quote(name)
     any_of = _branches(schema, "anyOf")
     if any_of:
         results: list[list[_Failure]] = []
