@@ -692,8 +692,9 @@ def test_structural_schema_types_builtin_fields() -> None:
     schema = structural_of("apps/v1", "Deployment")
     spec = schema["properties"]["spec"]["properties"]
     container = spec["template"]["properties"]["spec"]["properties"]["containers"]["items"]["properties"]
+    # quantities take any number (0.5) or a string, so they are not narrowed to int-or-string
     assert container["resources"]["properties"]["limits"]["additionalProperties"] == {
-        "x-kubernetes-int-or-string": True
+        "x-kubernetes-preserve-unknown-fields": True
     }
     assert spec["strategy"]["properties"]["rollingUpdate"]["properties"]["maxSurge"] == {
         "x-kubernetes-int-or-string": True

@@ -669,7 +669,8 @@ def _builtin_models() -> _ClientModels:
 
 # Named types without a model, as structural.py reads them (a fresh copy is made per use).
 _STRUCTURAL_SCALARS: dict[str, JSON] = {
-    QUANTITY: {"x-kubernetes-int-or-string": True},
+    # A quantity may be any number (0.5 is fine) or a string: no int-or-string narrowing.
+    QUANTITY: {"x-kubernetes-preserve-unknown-fields": True},
     INT_OR_STRING: {"x-kubernetes-int-or-string": True},
     TIME: {"type": "string", "format": "date-time"},
     MICRO_TIME: {"type": "string", "format": "date-time"},

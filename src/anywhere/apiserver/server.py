@@ -530,6 +530,10 @@ class APIServer:
             obj, unknown = structural.prune_with_paths(obj, schema)
             if unknown:
                 _report_unknown_fields(request, rt, unknown)
+        if rt.schema is None and schema is not None:
+            causes = structural.validate(obj, schema)
+            if causes:  # a built-in kind's basic schema: types and formats of known fields
+                raise invalid(rt.kind, rt.group, str(obj.get("metadata", {}).get("name", "")), causes)
         if rt.schema is not None:
             obj, causes = structural.admit(obj, rt.schema)
             if causes:
@@ -648,13 +652,7 @@ class APIServer:
                 rt.storage_key(target.namespace, name), stored(new), expected_rv=expected_rv
             )
         except Conflict:
-            raise StaleWrite(
-                409,
-                f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been modified; '
-                "please apply your changes to the latest version and try again",
-                reason="Conflict",
-                details={"name": name, "group": rt.group, "kind": rt.plural},
-            ) from None
+            raise _stale(rt, name) from None
         except KeyNotFound:
             raise not_found(rt.group, rt.plural, name) from None
         return self._present(rt, record.value, record.mod_rv), 200
@@ -796,7 +794,24 @@ class APIServer:
         precondition_rv: int | None = None,
         dry_run: bool = False,
     ) -> tuple[Obj, int]:
-        """Delete now, or mark for deletion while finalizers (including the GC's) still hold it."""
+        """Delete now, or mark for deletion while finalizers (including the GC's) still hold it.
+
+        A concurrent write between our read and our write is retried on the fresh object, as
+        kube-apiserver does; only a caller's own resourceVersion precondition makes it a 409.
+        """
+        for _ in range(5):
+            try:
+                return await self._delete_once(target, policy, precondition_rv, dry_run)
+            except StaleWrite:
+                if precondition_rv is not None:
+                    raise
+        raise conflict(
+            target.rt.group, target.rt.plural, target.name or "", "too many concurrent changes; try again"
+        )
+
+    async def _delete_once(
+        self, target: Target, policy: str, precondition_rv: int | None, dry_run: bool
+    ) -> tuple[Obj, int]:
         rt = target.rt
         if policy not in ("Background", "Foreground", "Orphan"):
             raise StatusError(
@@ -833,9 +848,7 @@ class APIServer:
         try:
             updated = await self.storage.update(record.key, stored(old), expected_rv=record.mod_rv)
         except Conflict:
-            raise conflict(
-                rt.group, rt.plural, target.name or "", "the object has been modified; please try again"
-            ) from None
+            raise _stale(rt, target.name or "") from None
         return self._present(rt, updated.value, updated.mod_rv), 200
 
     async def _remove(self, target: Target, expected_rv: int) -> tuple[Obj, int]:
@@ -845,9 +858,7 @@ class APIServer:
                 rt.storage_key(target.namespace, target.name or ""), expected_rv=expected_rv
             )
         except Conflict:
-            raise conflict(
-                rt.group, rt.plural, target.name or "", "the object has been modified; please try again"
-            ) from None
+            raise _stale(rt, target.name or "") from None
         except KeyNotFound:
             raise not_found(rt.group, rt.plural, target.name or "") from None
         return self._present(rt, record.value, record.mod_rv), 200
@@ -1013,6 +1024,16 @@ class APIServer:
             stream.close()
             self._streams.discard(stream)
         return response
+
+
+def _stale(rt: ResourceType, name: str) -> StaleWrite:
+    return StaleWrite(
+        409,
+        f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been modified; '
+        "please apply your changes to the latest version and try again",
+        reason="Conflict",
+        details={"name": name, "group": rt.group, "kind": rt.plural},
+    )
 
 
 def _report_unknown_fields(request: web.Request, rt: ResourceType, paths: list[str]) -> None:
