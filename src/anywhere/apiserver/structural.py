@@ -918,6 +918,8 @@ def _fewest(results: list[list[_Failure]]) -> list[_Failure]:
 
 def _check_junctors(value: Any, schema: Schema, name: str, out: list[_Failure]) -> None:
     """anyOf, oneOf, allOf, not: a composite error for the junctor, plus the telling branch errors."""
+    if not ("anyOf" in schema or "oneOf" in schema or "allOf" in schema or "not" in schema):
+        return  # the common case: nothing to check, and no message to format
     quoted = go_quote(name)
     any_of = _branches(schema, "anyOf")
     if any_of:
