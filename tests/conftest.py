@@ -1,8 +1,15 @@
-"""Shared fixtures: valid configurations to break one rule at a time."""
+"""Shared fixtures: valid configurations to break one rule at a time; a real `anywhere serve`."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,3 +39,62 @@ def errors_at(errors: list[FieldError], field: str) -> list[str]:
 
 def check(config: ClusterConfig) -> list[FieldError]:
     return check_config(config)
+
+
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    kubeconfig: Path
+    process: subprocess.Popen[str]
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The machine's real kubectl against this server."""
+        result = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+
+def start_server(data_dir: Path, port: int = 0) -> Server:
+    """Start `anywhere serve` on ``data_dir`` (``port`` 0: any free port) and wait until it is ready."""
+    # The log goes to a file, not a pipe: nobody reads a pipe while tests run, and a full one
+    # would block the server.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "anywhere", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"ready at (https://\S+)", line)
+        if match is None:
+            process.kill()
+            process.wait(timeout=10)
+            log.seek(0)
+            raise AssertionError(f"the server did not start: {line!r}\n{log.read().decode(errors='replace')}")
+    return Server(match.group(1), data_dir, data_dir / "admin.kubeconfig", process)
+
+
+def stop_server(server: Server) -> int:
+    """SIGTERM, and the exit status (killed if it does not stop within 30 s)."""
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        return server.process.wait(timeout=30)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()

@@ -1004,18 +1004,18 @@ class APIServer:
                     continue
                 last_rv = event.rv
                 obj, encoded = self._watch_object(rt, event.value, event.rv)
-                if event.type == "DELETED":
-                    if not filtered or event.key in sent or visible(obj):
-                        sent.discard(event.key)
-                        await send("DELETED", obj, encoded)
-                elif visible(obj):
-                    # Without a selector events pass as they are; with one, an object entering the
-                    # selection is ADDED for this watcher (the store keeps no previous value to compare).
-                    entering = filtered and event.key not in sent
-                    kind = "ADDED" if event.type == "ADDED" or entering else "MODIFIED"
+                if not filtered:
+                    await send(event.type, obj, encoded)
+                    continue
+                if event.prev is not None and event.type != "ADDED":
+                    was = visible(self._present(rt, event.prev, event.rv))
+                else:  # replayed from the log, which keeps no previous values
+                    was = event.key in sent or (event.type == "DELETED" and visible(obj))
+                is_now = event.type != "DELETED" and visible(obj)
+                if is_now:
                     sent.add(event.key)
-                    await send(kind, obj, encoded)
-                elif filtered and event.key in sent:
+                    await send("MODIFIED" if was else "ADDED", obj, encoded)
+                elif was:
                     sent.discard(event.key)
                     await send("DELETED", obj, encoded)
         except (ConnectionResetError, asyncio.CancelledError):

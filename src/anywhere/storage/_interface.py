@@ -28,6 +28,9 @@ class Event:
     key: str
     value: bytes
     rv: int
+    # The value before this change (etcd's prev_kv), where the store still has it: watchers with a
+    # selector need it to tell an object leaving their selection from one that never was in it.
+    prev: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -314,7 +314,7 @@ class SQLiteStorage(Storage):
                 record = Record(write.key, row[0], row[1], rv)
                 event_type = "DELETED"
         self._revision = rv
-        write.events = [Event(event_type, write.key, record.value, rv)]
+        write.events = [Event(event_type, write.key, record.value, rv, row[0] if row is not None else None)]
         return record
 
     def _complete(self, batch: builtins.list[_Write]) -> None:
