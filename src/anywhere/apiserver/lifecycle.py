@@ -166,7 +166,7 @@ class Lifecycle:
         return bool(refs) and all(ref.get("uid") not in self._by_uid for ref in refs)
 
     async def _delete(self, key: str, policy: str) -> None:
-        from anywhere.apiserver.server import Target
+        from anywhere.apiserver._http import Target
 
         located = self._server.registry.for_key(key)
         if located is None:

@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import web
 
 from anywhere.apiserver import pki
-from anywhere.apiserver.server import APIServer, User
+from anywhere.apiserver._http import User
+from anywhere.apiserver.server import APIServer
 from anywhere.storage import Storage
 from anywhere.storage.sqlite import SQLiteStorage
 

@@ -10,22 +10,39 @@ the CRD schema, or the anywhere admission.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import yaml
 from aiohttp import web
 
-from anywhere import __version__
 from anywhere.apiserver import admission, fieldmanager, metrics, openapi, protobuf, structural
 from anywhere.apiserver import crd as crd_admission
+from anywhere.apiserver._http import (
+    USER_KEY,
+    VERB_KEY,
+    WARNINGS_KEY,
+    StaleWrite,
+    Target,
+    User,
+    as_table,
+    decode_continue,
+    encode_continue,
+    int_param,
+    json_response,
+    parse_rv,
+    report_unknown_fields,
+    stale,
+    status_response,
+    verb,
+    version_info,
+    wants_table,
+)
 from anywhere.apiserver.errors import StatusError, already_exists, conflict, invalid, not_found
 from anywhere.apiserver.lifecycle import Lifecycle
 from anywhere.apiserver.objects import (
@@ -49,39 +66,6 @@ WATCH_CACHE_SIZE = 4096
 CRD_CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 APPLY_PATCH = "application/apply-patch+yaml"
 Authenticator = Callable[[web.Request], Awaitable["User | None"]]
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    groups: tuple[str, ...] = ()
-
-
-USER_KEY: web.RequestKey[User] = web.RequestKey("user", User)
-VERB_KEY: web.RequestKey[tuple[str, str]] = web.RequestKey("verb", tuple)
-WARNINGS_KEY: web.RequestKey[list[str]] = web.RequestKey("warnings", list)
-
-
-class StaleWrite(StatusError):
-    """409: the object changed between our read and our write; the operation may be retried."""
-
-
-@dataclass
-class Target:
-    """What a resource path names."""
-
-    rt: ResourceType
-    namespace: str | None
-    name: str | None
-    subresource: str | None
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
-
-
-def _status_response(error: StatusError) -> web.Response:
-    return _json(error.status(), error.code)
 
 
 class APIServer:
@@ -218,18 +202,18 @@ class APIServer:
         try:
             return await handler(request)
         except StatusError as error:
-            return _status_response(error)
+            return status_response(error)
         except web.HTTPRequestEntityTooLarge:
-            return _status_response(
+            return status_response(
                 StatusError(413, f"request body too large; the limit is {MAX_BODY_BYTES} bytes")
             )
         except Unavailable as exc:
-            return _status_response(StatusError(503, f"storage unavailable: {exc}"))
+            return status_response(StatusError(503, f"storage unavailable: {exc}"))
         except (asyncio.CancelledError, ConnectionResetError, web.HTTPException):
             raise
         except Exception:
             log.exception("internal error serving %s %s", request.method, request.path)
-            return _status_response(StatusError(500, "an internal error occurred; see the server log"))
+            return status_response(StatusError(500, "an internal error occurred; see the server log"))
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
@@ -241,14 +225,14 @@ class APIServer:
             raise StatusError(401, "Unauthorized")
         request[USER_KEY] = user
         if path == "/version":
-            return _json(_version_info())
+            return json_response(version_info())
         if path == "/metrics":
             return web.Response(body=self.metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
         parts = [p for p in path.split("/") if p]
         if parts and parts[0] == "openapi":
             return self._openapi(request, parts[1:])
         if not parts:
-            return _json(
+            return json_response(
                 {
                     "paths": sorted(
                         [
@@ -266,7 +250,7 @@ class APIServer:
             )
         if parts[0] == "api":
             if len(parts) == 1:
-                return _json(
+                return json_response(
                     {
                         "kind": "APIVersions",
                         "versions": ["v1"],
@@ -278,14 +262,14 @@ class APIServer:
             return await self._group_version(request, "", parts[1], parts[2:])
         if parts[0] == "apis":
             if len(parts) == 1:
-                return _json(self._group_list())
+                return json_response(self._group_list())
             if len(parts) == 2:
                 group = self._group(parts[1])
                 if group is None:
                     raise StatusError(
                         404, f"the server could not find the requested resource (group {parts[1]})"
                     )
-                return _json(group)
+                return json_response(group)
             return await self._group_version(request, parts[1], parts[2], parts[3:])
         raise StatusError(404, "the server could not find the requested resource")
 
@@ -297,11 +281,11 @@ class APIServer:
             accept = request.headers.get("Accept", "*/*")
             if "application/json" not in accept and "*/*" not in accept:
                 raise StatusError(406, "only application/json is served for /openapi/v2; use /openapi/v3")
-            return _json(openapi.v2_document(self.registry))
+            return json_response(openapi.v2_document(self.registry))
         if not rest or rest[0] != "v3":
             raise StatusError(404, "the server could not find the requested resource")
         if len(rest) == 1:
-            return _json(openapi.v3_discovery(self.registry))
+            return json_response(openapi.v3_discovery(self.registry))
         if rest[1] == "api" and len(rest) == 3:
             group, version = "", rest[2]
         elif rest[1] == "apis" and len(rest) == 4:
@@ -315,7 +299,7 @@ class APIServer:
         requested = request.query.get("hash")
         if requested and requested != current:
             raise web.HTTPMovedPermanently(f"{request.path}?hash={current}")
-        response = _json(document)
+        response = json_response(document)
         if requested:
             response.headers["Cache-Control"] = "public, immutable"
             response.headers["Expires"] = "Fri, 01 Jan 2100 00:00:00 GMT"
@@ -378,7 +362,7 @@ class APIServer:
         if not any(True for _ in self.registry.in_group_version(group, version)):
             raise StatusError(404, "the server could not find the requested resource")
         if not rest:
-            return _json(self._resource_list(group, version))
+            return json_response(self._resource_list(group, version))
         target = self._target(group, version, rest)
         return await self._serve(request, target)
 
@@ -408,25 +392,25 @@ class APIServer:
     async def _serve(self, request: web.Request, target: Target) -> web.StreamResponse:
         method = request.method
         query = request.query
-        request[VERB_KEY] = (_verb(method, target, query.get("watch") in ("1", "true")), target.rt.qualified)
+        request[VERB_KEY] = (verb(method, target, query.get("watch") in ("1", "true")), target.rt.qualified)
         if target.name is None:
             if method == "GET":
                 if query.get("watch") in ("1", "true"):
                     return await self.watch(request, target)
-                return _json(await self.list(request, target))
+                return json_response(await self.list(request, target))
             if method == "POST":
-                return _json(*await self.create(request, target))
+                return json_response(*await self.create(request, target))
             if method == "DELETE":
-                return _json(await self.delete_collection(request, target))
+                return json_response(await self.delete_collection(request, target))
             raise StatusError(405, f"method {method} is not allowed on a collection")
         if method == "GET":
-            return _json(await self.get(target, request))
+            return json_response(await self.get(target, request))
         if method == "PUT":
-            return _json(*await self.update(request, target))
+            return json_response(*await self.update(request, target))
         if method == "PATCH":
-            return _json(*await self.patch(request, target))
+            return json_response(*await self.patch(request, target))
         if method == "DELETE":
-            return _json(*await self.delete(request, target))
+            return json_response(*await self.delete(request, target))
         raise StatusError(405, f"method {method} is not allowed")
 
     async def _read(self, target: Target) -> tuple[Obj, Record]:
@@ -456,8 +440,8 @@ class APIServer:
 
     async def get(self, target: Target, request: web.Request | None = None) -> Obj:
         obj, _ = await self._read(target)
-        if request is not None and _wants_table(request):
-            return _as_table(
+        if request is not None and wants_table(request):
+            return as_table(
                 target.rt, [obj], request, {"resourceVersion": obj["metadata"]["resourceVersion"]}
             )
         return obj
@@ -529,7 +513,7 @@ class APIServer:
         if schema is not None:
             obj, unknown = structural.prune_with_paths(obj, schema)
             if unknown:
-                _report_unknown_fields(request, rt, unknown)
+                report_unknown_fields(request, rt, unknown)
         if rt.schema is None and schema is not None:
             causes = structural.validate(obj, schema)
             if causes:  # a built-in kind's basic schema: types and formats of known fields
@@ -590,7 +574,7 @@ class APIServer:
             raise StatusError(400, "the name of the object does not match the name on the URL")
         rv_text = (obj.get("metadata") or {}).get("resourceVersion")
         old, record = await self._read(target)
-        expected = _parse_rv(rv_text) if rv_text else None
+        expected = parse_rv(rv_text) if rv_text else None
         if expected is None and not rt.builtin:
             raise invalid(
                 rt.kind,
@@ -652,7 +636,7 @@ class APIServer:
                 rt.storage_key(target.namespace, name), stored(new), expected_rv=expected_rv
             )
         except Conflict:
-            raise _stale(rt, name) from None
+            raise stale(rt, name) from None
         except KeyNotFound:
             raise not_found(rt.group, rt.plural, name) from None
         return self._present(rt, record.value, record.mod_rv), 200
@@ -677,7 +661,7 @@ class APIServer:
             wanted = (patched.get("metadata") or {}).get("resourceVersion")
             if wanted == old["metadata"]["resourceVersion"]:
                 wanted = None
-            expected = _parse_rv(wanted) if wanted else record.mod_rv
+            expected = parse_rv(wanted) if wanted else record.mod_rv
             try:
                 return await self._replace(request, target, old, patched, expected, verb="patch")
             except StaleWrite:
@@ -782,7 +766,7 @@ class APIServer:
         return await self.delete_object(
             target,
             policy=request.query.get("propagationPolicy") or options.get("propagationPolicy") or "Background",
-            precondition_rv=_parse_rv(precondition) if precondition else None,
+            precondition_rv=parse_rv(precondition) if precondition else None,
             dry_run=request.query.get("dryRun") == "All" or options.get("dryRun") == ["All"],
         )
 
@@ -848,7 +832,7 @@ class APIServer:
         try:
             updated = await self.storage.update(record.key, stored(old), expected_rv=record.mod_rv)
         except Conflict:
-            raise _stale(rt, target.name or "") from None
+            raise stale(rt, target.name or "") from None
         return self._present(rt, updated.value, updated.mod_rv), 200
 
     async def _remove(self, target: Target, expected_rv: int) -> tuple[Obj, int]:
@@ -858,7 +842,7 @@ class APIServer:
                 rt.storage_key(target.namespace, target.name or ""), expected_rv=expected_rv
             )
         except Conflict:
-            raise _stale(rt, target.name or "") from None
+            raise stale(rt, target.name or "") from None
         except KeyNotFound:
             raise not_found(rt.group, rt.plural, target.name or "") from None
         return self._present(rt, record.value, record.mod_rv), 200
@@ -892,8 +876,8 @@ class APIServer:
         fields = selectors.parse_field_selector(
             query.get("fieldSelector", ""), {"metadata.name", "metadata.namespace", *rt.selectable_fields}
         )
-        limit = _int_param(query.get("limit"), "limit")
-        start_after, token_rv = _decode_continue(query.get("continue"))
+        limit = int_param(query.get("limit"), "limit")
+        start_after, token_rv = decode_continue(query.get("continue"))
         prefix = rt.storage_prefix(target.namespace)
         items: list[Obj] = []
         revision = token_rv
@@ -914,9 +898,9 @@ class APIServer:
                 break
         metadata: Obj = {"resourceVersion": str(revision)}
         if more and limit:
-            metadata["continue"] = _encode_continue(last_key, revision)
-        if _wants_table(request):
-            return _as_table(rt, items, request, metadata)
+            metadata["continue"] = encode_continue(last_key, revision)
+        if wants_table(request):
+            return as_table(rt, items, request, metadata)
         for item in items:
             item.setdefault("apiVersion", rt.api_version)
             item.setdefault("kind", rt.kind)
@@ -933,7 +917,7 @@ class APIServer:
         )
         if target.name:
             fields = selectors.parse_field_selector(f"metadata.name={target.name}", {"metadata.name"})
-        timeout = _int_param(query.get("timeoutSeconds"), "timeoutSeconds") or 1800
+        timeout = int_param(query.get("timeoutSeconds"), "timeoutSeconds") or 1800
         bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
         rv_text = query.get("resourceVersion", "")
         prefix = rt.storage_prefix(target.namespace)
@@ -961,7 +945,7 @@ class APIServer:
                     sent.add(record.key)
                     await send("ADDED", obj)
         else:
-            start = _parse_rv(rv_text)
+            start = parse_rv(rv_text)
         try:
             stream = await self.storage.watch(prefix, start)
             self._streams.add(stream)
@@ -1024,134 +1008,3 @@ class APIServer:
             stream.close()
             self._streams.discard(stream)
         return response
-
-
-def _stale(rt: ResourceType, name: str) -> StaleWrite:
-    return StaleWrite(
-        409,
-        f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been modified; '
-        "please apply your changes to the latest version and try again",
-        reason="Conflict",
-        details={"name": name, "group": rt.group, "kind": rt.plural},
-    )
-
-
-def _report_unknown_fields(request: web.Request, rt: ResourceType, paths: list[str]) -> None:
-    """``fieldValidation``: Strict refuses unknown fields, Warn (the default) warns, Ignore drops them."""
-    mode = request.query.get("fieldValidation", "Warn")
-    if mode not in ("Strict", "Warn", "Ignore"):
-        raise StatusError(
-            400,
-            f'fieldValidation must be one of "Ignore", "Warn", or "Strict", got "{mode}"',
-            reason="BadRequest",
-        )
-    if mode == "Ignore":
-        return
-    problems = [f'unknown field "{path}"' for path in paths]
-    if mode == "Strict":
-        raise StatusError(
-            400,
-            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
-            f"strict decoding error: {', '.join(problems)}",
-            reason="BadRequest",
-        )
-    request.setdefault(WARNINGS_KEY, []).extend(problems)
-
-
-def _verb(method: str, target: Target, watch: bool) -> str:
-    """The Kubernetes verb of a request, as metrics and (later) authorization name it."""
-    if method == "GET":
-        if target.name is None:
-            return "watch" if watch else "list"
-        return "get"
-    collection = target.name is None
-    return {
-        "POST": "create",
-        "PUT": "update",
-        "PATCH": "patch",
-        "DELETE": "deletecollection" if collection else "delete",
-    }.get(method, method.lower())
-
-
-def _wants_table(request: web.Request) -> bool:
-    """``kubectl get`` asks for ``application/json;as=Table;v=v1;g=meta.k8s.io`` first."""
-    accept = request.headers.get("Accept", "")
-    first = accept.split(",")[0]
-    return "as=Table" in first and "g=meta.k8s.io" in first
-
-
-def _table_version(request: web.Request) -> str:
-    first = request.headers.get("Accept", "").split(",")[0]
-    return "meta.k8s.io/v1beta1" if "v=v1beta1" in first else "meta.k8s.io/v1"
-
-
-def _as_table(rt: ResourceType, items: list[Obj], request: web.Request, metadata: Obj) -> Obj:
-    from anywhere.apiserver import tables
-
-    options: dict[str, Any] = {
-        "include_object": request.query.get("includeObject", "Metadata"),
-        "resource_version": metadata.get("resourceVersion", ""),
-        "continue_token": metadata.get("continue"),
-        "api_version": _table_version(request),
-    }
-    for item in items:
-        item.setdefault("apiVersion", rt.api_version)
-        item.setdefault("kind", rt.kind)
-    if rt.builtin:
-        return tables.builtin_table(rt.kind, items, **options)
-    version = {"additionalPrinterColumns": list(rt.printer_columns)}
-    return tables.table(items, tables.columns_for_crd_version(version), **options)
-
-
-def _version_info() -> dict[str, str]:
-    import platform
-
-    return {
-        "major": "1",
-        "minor": "33",
-        "gitVersion": f"v1.33.0-anywhere.{__version__}",
-        "gitCommit": "",
-        "gitTreeState": "clean",
-        "buildDate": "",
-        "goVersion": f"python{platform.python_version()}",
-        "compiler": "cpython",
-        "platform": f"{platform.system().lower()}/{platform.machine()}",
-    }
-
-
-def _parse_rv(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise StatusError(400, f"invalid resource version {text!r}: must be a number") from None
-    if value < 0:
-        raise StatusError(400, f"invalid resource version {text!r}")
-    return value
-
-
-def _int_param(text: str | None, name: str) -> int:
-    if not text:
-        return 0
-    try:
-        value = int(text)
-    except ValueError:
-        raise StatusError(400, f"invalid value for {name}: {text!r} is not a number") from None
-    if value < 0:
-        raise StatusError(400, f"invalid value for {name}: must not be negative")
-    return value
-
-
-def _encode_continue(key: str, revision: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"v": 1, "rv": revision, "start": key})).decode()
-
-
-def _decode_continue(token: str | None) -> tuple[str, int]:
-    if not token:
-        return "", 0
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
-        return str(data["start"]), int(data["rv"])
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        raise StatusError(
-            400, "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
-        ) from None
