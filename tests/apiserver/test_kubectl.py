@@ -414,3 +414,28 @@ def test_unknown_fields_are_refused_by_kubectl_apply(server: Server) -> None:
     assert 'unknown field "bogus"' in warned.stderr
     assert "bogus" not in json.loads(server.kubectl("get", "cm", "strict", "-o", "json").stdout)  # pruned
     server.kubectl("delete", "cm", "strict")
+
+
+def test_cluster_api_kinds_and_scale(server: Server) -> None:
+    """The Cluster API CRDs are installed at start; `kubectl scale` works through /scale."""
+    machines = (
+        server.kubectl("get", "machines.cluster.x-k8s.io", "-A").stderr
+        + server.kubectl("get", "machines.cluster.x-k8s.io", "-A").stdout
+    )
+    assert "No resources found" in machines
+    server.kubectl("create", "deployment", "scaled", "--image=nginx", "--replicas=1")
+    server.kubectl("scale", "deployment/scaled", "--replicas=3")
+    assert json.loads(server.kubectl("get", "deploy", "scaled", "-o", "json").stdout)["spec"]["replicas"] == 3
+    md = (
+        "apiVersion: cluster.x-k8s.io/v1beta1\nkind: MachineDeployment\nmetadata: {name: md-0}\n"
+        "spec:\n  clusterName: demo\n  replicas: 1\n  selector: {matchLabels: {pool: a}}\n"
+        "  template:\n    metadata: {labels: {pool: a}}\n    spec:\n      clusterName: demo\n"
+        "      bootstrap: {dataSecretName: boot}\n"
+        "      infrastructureRef: {apiVersion: infrastructure.cluster.x-k8s.io/v1beta1, kind: SimMachineTemplate, name: t}\n"
+    )
+    server.kubectl("apply", "-f", "-", input=md)
+    server.kubectl("scale", "machinedeployment/md-0", "--replicas=4")
+    scaled = json.loads(server.kubectl("get", "md", "md-0", "-o", "json").stdout)
+    assert scaled["spec"]["replicas"] == 4
+    header = server.kubectl("get", "md").stdout.splitlines()[0].split()
+    assert header[:2] == ["NAME", "CLUSTER"]

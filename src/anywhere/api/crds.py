@@ -17,8 +17,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from anywhere.api import v1alpha1
-from anywhere.api.v1alpha1._base import GROUP, VERSION, Object
+from anywhere.api import capi, v1alpha1
+from anywhere.api.capi._base import CONTRACT_LABEL, CapiObject
+from anywhere.api.v1alpha1._base import Object
 
 Schema = dict[str, Any]
 
@@ -236,7 +237,7 @@ def openapi_schema(kind: type[Object]) -> Schema:
     properties: dict[str, Schema] = {
         "apiVersion": {
             "type": "string",
-            "description": "The versioned schema of this object: " + f"{GROUP}/{VERSION}.",
+            "description": "The versioned schema of this object: " + f"{kind.GROUP}/{kind.VERSION}.",
         },
         "kind": {"type": "string", "description": f"The kind of this object: {kind.KIND}."},
         "metadata": {"type": "object"},
@@ -314,7 +315,12 @@ def _node_at(schema: Schema, path: str) -> Schema | None:
 
 
 def printer_columns(kind: type[Object], schema: Schema | None = None) -> list[Schema]:
-    """The ``kubectl get`` columns of a kind: the useful ones its schema has, then Age."""
+    """The ``kubectl get`` columns of a kind: the useful ones its schema has, then Age.
+
+    Cluster API kinds declare theirs (Cluster API's own columns, in its order).
+    """
+    if issubclass(kind, CapiObject) and kind.PRINTER_COLUMNS:
+        return [dict(c) for c in kind.PRINTER_COLUMNS]
     schema = schema if schema is not None else openapi_schema(kind)
     columns: list[Schema] = []
     for path, column in _COLUMNS:
@@ -329,9 +335,25 @@ def printer_columns(kind: type[Object], schema: Schema | None = None) -> list[Sc
     return columns
 
 
+def _subresources(kind: type[Object]) -> dict[str, Any]:
+    if not issubclass(kind, CapiObject):
+        return {"status": {}}
+    subresources: dict[str, Any] = {}
+    if "status" in kind.model_fields:
+        subresources["status"] = {}
+    if kind.SCALE:
+        subresources["scale"] = {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        }
+    return subresources
+
+
 def crd_for(kind: type[Object]) -> dict[str, Any]:
-    """The CustomResourceDefinition of one kind."""
+    """The CustomResourceDefinition of one kind, in the kind's own API group."""
     schema = openapi_schema(kind)
+    capi_kind = issubclass(kind, CapiObject)
     names: dict[str, Any] = {
         "kind": kind.KIND,
         "listKind": f"{kind.KIND}List",
@@ -340,22 +362,26 @@ def crd_for(kind: type[Object]) -> dict[str, Any]:
     }
     if kind.SHORT_NAMES:
         names["shortNames"] = list(kind.SHORT_NAMES)
-    names["categories"] = list(CATEGORIES)
+    names["categories"] = list(kind.CATEGORIES) if issubclass(kind, CapiObject) else list(CATEGORIES)
+    metadata: dict[str, Any] = {"name": f"{kind.PLURAL}.{kind.GROUP}"}
+    if capi_kind:
+        # Cluster API finds the version of a provider's kind that implements its contract this way.
+        metadata["labels"] = {CONTRACT_LABEL: kind.VERSION}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{kind.PLURAL}.{GROUP}"},
+        "metadata": metadata,
         "spec": {
-            "group": GROUP,
+            "group": kind.GROUP,
             "names": names,
             "scope": "Namespaced" if kind.NAMESPACED else "Cluster",
             "versions": [
                 {
-                    "name": VERSION,
+                    "name": kind.VERSION,
                     "served": True,
                     "storage": True,
                     "schema": {"openAPIV3Schema": schema},
-                    "subresources": {"status": {}},
+                    "subresources": _subresources(kind),
                     "additionalPrinterColumns": printer_columns(kind, schema),
                 }
             ],
@@ -364,8 +390,13 @@ def crd_for(kind: type[Object]) -> dict[str, Any]:
 
 
 def all_crds() -> list[dict[str, Any]]:
-    """The CustomResourceDefinitions of every registered kind, in registry order."""
+    """The CustomResourceDefinitions of every registered ``anywhere`` kind, in registry order."""
     return [crd_for(kind) for kind in v1alpha1.ALL_KINDS]
 
 
-__all__ = ["all_crds", "crd_for", "openapi_schema", "printer_columns"]
+def capi_crds() -> list[dict[str, Any]]:
+    """The CustomResourceDefinitions of the Cluster API style kinds, in registry order."""
+    return [crd_for(kind) for kind in capi.ALL_KINDS]
+
+
+__all__ = ["all_crds", "capi_crds", "crd_for", "openapi_schema", "printer_columns"]

@@ -31,6 +31,8 @@ class ResourceType:
     selectable_fields: frozenset[str] = frozenset()
     schema: dict[str, Any] | None = None  # openAPIV3Schema of a CRD version
     printer_columns: tuple[dict[str, Any], ...] = ()
+    # The scale subresource's paths (spec replicas, status replicas, label selector), where served.
+    scale_paths: tuple[str, str, str] | None = None
     storage_version: str = ""  # for CRDs: the version objects are stored as
     served_versions: tuple[str, ...] = field(default=())
 
@@ -217,6 +219,7 @@ def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
                 short_names=tuple(names.get("shortNames") or ()),
                 categories=tuple(names.get("categories") or ()),
                 subresources=frozenset(subresources),
+                scale_paths=_scale_paths((version.get("subresources") or {}).get("scale")),
                 builtin=False,
                 schema=(version.get("schema") or {}).get("openAPIV3Schema"),
                 printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
@@ -225,6 +228,20 @@ def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
             )
         )
     return result
+
+
+def _scale_paths(scale: dict[str, Any] | None) -> tuple[str, str, str] | None:
+    if not scale:
+        return None
+    return (
+        scale.get("specReplicasPath", ".spec.replicas"),
+        scale.get("statusReplicasPath", ".status.replicas"),
+        scale.get("labelSelectorPath", ""),
+    )
+
+
+# Built-in workloads keep replicas and their selector at the same places.
+WORKLOAD_SCALE = (".spec.replicas", ".status.replicas", ".spec.selector")
 
 
 class Registry:

@@ -49,12 +49,13 @@ from anywhere.apiserver.objects import (
     Obj,
     carry_system_fields,
     decode,
+    encode,
     now,
     prepare_create,
     stored,
     with_version,
 )
-from anywhere.apiserver.resources import CRD_TYPE, NAMESPACE_TYPE, Registry, ResourceType
+from anywhere.apiserver.resources import CRD_TYPE, NAMESPACE_TYPE, WORKLOAD_SCALE, Registry, ResourceType
 from anywhere.storage import Compacted, Conflict, KeyExists, KeyNotFound, Record, Storage, Unavailable, Watch
 
 log = logging.getLogger("anywhere.apiserver")
@@ -124,9 +125,9 @@ class APIServer:
 
     async def _install_crds(self) -> None:
         """The CRDs of the anywhere kinds, created or brought up to this version's schemas."""
-        from anywhere.api.crds import all_crds
+        from anywhere.api.crds import all_crds, capi_crds
 
-        for definition in all_crds():
+        for definition in [*all_crds(), *capi_crds()]:
             name = definition["metadata"]["name"]
             key = CRD_TYPE.storage_key(None, name)
             record = await self.storage.get(key)
@@ -393,6 +394,8 @@ class APIServer:
         method = request.method
         query = request.query
         request[VERB_KEY] = (verb(method, target, query.get("watch") in ("1", "true")), target.rt.qualified)
+        if target.subresource == "scale":
+            return json_response(await self._scale(request, target))
         if target.name is None:
             if method == "GET":
                 if query.get("watch") in ("1", "true"):
@@ -760,6 +763,43 @@ class APIServer:
             ),
         )
 
+    async def _scale(self, request: web.Request, target: Target) -> Obj:
+        """The ``autoscaling/v1`` Scale view of an object: read it, or set its desired replicas."""
+        rt = target.rt
+        paths = rt.scale_paths or WORKLOAD_SCALE
+        whole = Target(rt, target.namespace, target.name, None)
+        obj, record = await self._read(whole)
+        if request.method == "GET":
+            return _scale_of(obj, paths)
+        if request.method not in ("PUT", "PATCH"):
+            raise StatusError(405, f"method {request.method} is not allowed on the scale subresource")
+        current = _scale_of(obj, paths)
+        raw = await request.read()
+        if request.method == "PUT":
+            wanted = await self._body(request, rt) if not raw else decode(raw)
+        else:
+            from anywhere.apiserver import patch as patching
+
+            wanted = patching.apply_patch(request.content_type, current, raw, "Scale", True)
+        replicas = (wanted.get("spec") or {}).get("replicas") if isinstance(wanted, dict) else None
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise invalid(
+                "Scale",
+                "autoscaling",
+                target.name or "",
+                [
+                    {
+                        "type": "FieldValueInvalid",
+                        "field": "spec.replicas",
+                        "message": "must be a whole number of 0 or more",
+                    }
+                ],
+            )
+        updated = decode(encode(obj))
+        _set_path(updated, paths[0], replicas)
+        result, _ = await self._replace(request, whole, obj, updated, record.mod_rv, verb="update")
+        return _scale_of(result, paths)
+
     async def delete(self, request: web.Request, target: Target) -> tuple[Obj, int]:
         options = await self._delete_options(request)
         precondition = (options.get("preconditions") or {}).get("resourceVersion")
@@ -1008,3 +1048,40 @@ class APIServer:
             stream.close()
             self._streams.discard(stream)
         return response
+
+
+def _get_path(obj: Obj, path: str) -> Any:
+    value: Any = obj
+    for part in path.strip(".").split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _set_path(obj: Obj, path: str, value: Any) -> None:
+    parts = path.strip(".").split(".")
+    for part in parts[:-1]:
+        obj = obj.setdefault(part, {})
+    obj[parts[-1]] = value
+
+
+def _scale_of(obj: Obj, paths: tuple[str, str, str]) -> Obj:
+    from anywhere.apiserver import selectors
+
+    meta = obj.get("metadata") or {}
+    selector = _get_path(obj, paths[2]) if paths[2] else None
+    if isinstance(selector, dict):  # a metav1.LabelSelector: Scale carries its string form
+        selector = str(selectors.label_selector_from_dict(selector))
+    status: Obj = {"replicas": _get_path(obj, paths[1]) or 0}
+    if selector:
+        status["selector"] = selector
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": _get_path(obj, paths[0]) or 0},
+        "status": status,
+    }

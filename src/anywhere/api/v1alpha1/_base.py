@@ -92,6 +92,9 @@ class Object(Model):
 
     KIND: ClassVar[str] = ""
     PLURAL: ClassVar[str] = ""
+    # The API group and version of the kind (Cluster API kinds override them).
+    GROUP: ClassVar[str] = GROUP
+    VERSION: ClassVar[str] = VERSION
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ()
     NAMESPACED: ClassVar[bool] = True
 

@@ -1,0 +1,163 @@
+"""``infrastructure.cluster.x-k8s.io/v1beta1`` kinds of our own providers, ``sim`` and ``netns``.
+
+They follow Cluster API's provider contract: the infrastructure cluster reports ``status.ready``
+and the control plane endpoint; an infrastructure machine carries ``spec.providerID`` and reports
+``status.ready`` and ``status.addresses``; a machine template wraps a machine spec as
+``spec.template.spec``. Their behaviour settings are copied from the machine configs of the
+``anywhere`` cluster specification (SimMachineConfig, NetnsMachineConfig).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from anywhere.api.capi._base import (
+    CLUSTER_LABEL_COLUMN,
+    APIEndpoint,
+    InfrastructureObject,
+    MachineAddress,
+    TemplateMeta,
+    age,
+    column,
+)
+from anywhere.api.v1alpha1._base import Condition, Model
+
+_READY = column("Ready", ".status.ready", "boolean", "Whether the infrastructure is ready")
+_ENDPOINT = column("Endpoint", ".spec.controlPlaneEndpoint.host", description="Control plane endpoint")
+_MACHINE = column(
+    "Machine", '.metadata.ownerReferences[?(@.kind=="Machine")].name', description="Machine that owns it"
+)
+_PROVIDER_ID = column("ProviderID", ".spec.providerID", description="Provider ID")
+
+
+class FailureDomain(Model):
+    """A failure domain an infrastructure cluster offers."""
+
+    control_plane: bool | None = None
+    attributes: dict[str, str] | None = None
+
+
+class InfraClusterSpec(Model):
+    control_plane_endpoint: APIEndpoint | None = None
+
+
+class InfraClusterStatus(Model):
+    ready: bool | None = None
+    failure_domains: dict[str, FailureDomain] | None = None
+    failure_reason: str | None = None
+    failure_message: str | None = None
+    conditions: list[Condition] | None = None
+    observed_generation: int | None = None
+
+
+class InfraMachineStatus(Model):
+    ready: bool | None = None
+    addresses: list[MachineAddress] | None = None
+    failure_reason: str | None = None
+    failure_message: str | None = None
+    conditions: list[Condition] | None = None
+    observed_generation: int | None = None
+
+
+_CLUSTER_COLUMNS = (CLUSTER_LABEL_COLUMN, _READY, _ENDPOINT)
+_MACHINE_COLUMNS = (CLUSTER_LABEL_COLUMN, _MACHINE, _PROVIDER_ID, _READY)
+
+
+class SimCluster(InfrastructureObject):
+    """The simulated infrastructure of one cluster: ready once its control plane endpoint is served."""
+
+    KIND: ClassVar[str] = "SimCluster"
+    PLURAL: ClassVar[str] = "simclusters"
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (*_CLUSTER_COLUMNS, age("SimCluster"))
+    kind: Literal["SimCluster"] = "SimCluster"
+    spec: InfraClusterSpec = Field(default_factory=InfraClusterSpec)
+    status: InfraClusterStatus | None = None
+
+
+class SimMachineSpec(Model):
+    provider_id: str | None = Field(default=None, alias="providerID")
+    boot_delay: str | None = None
+    boot_jitter: str | None = None
+    failure_rate: float | None = None
+
+
+class SimMachine(InfrastructureObject):
+    """An in-memory machine: how long it takes to boot and how likely its boot fails."""
+
+    KIND: ClassVar[str] = "SimMachine"
+    PLURAL: ClassVar[str] = "simmachines"
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (*_MACHINE_COLUMNS, age("SimMachine"))
+    kind: Literal["SimMachine"] = "SimMachine"
+    spec: SimMachineSpec = Field(default_factory=SimMachineSpec)
+    status: InfraMachineStatus | None = None
+
+
+class SimMachineTemplateResource(Model):
+    """The SimMachine each machine made from the template gets."""
+
+    metadata: TemplateMeta | None = None
+    spec: SimMachineSpec | None = None
+
+
+class SimMachineTemplateSpec(Model):
+    template: SimMachineTemplateResource | None = None
+
+
+class SimMachineTemplate(InfrastructureObject):
+    """A SimMachine to copy for every machine of a control plane, MachineDeployment or MachineSet."""
+
+    KIND: ClassVar[str] = "SimMachineTemplate"
+    PLURAL: ClassVar[str] = "simmachinetemplates"
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (age("SimMachineTemplate"),)
+    kind: Literal["SimMachineTemplate"] = "SimMachineTemplate"
+    spec: SimMachineTemplateSpec = Field(default_factory=SimMachineTemplateSpec)
+
+
+class NetnsCluster(InfrastructureObject):
+    """The network namespace infrastructure of one cluster: its bridge and control plane VIP."""
+
+    KIND: ClassVar[str] = "NetnsCluster"
+    PLURAL: ClassVar[str] = "netnsclusters"
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (*_CLUSTER_COLUMNS, age("NetnsCluster"))
+    kind: Literal["NetnsCluster"] = "NetnsCluster"
+    spec: InfraClusterSpec = Field(default_factory=InfraClusterSpec)
+    status: InfraClusterStatus | None = None
+
+
+class NetnsMachineSpec(Model):
+    provider_id: str | None = Field(default=None, alias="providerID")
+    boot_timeout: str | None = None
+
+
+class NetnsMachine(InfrastructureObject):
+    """A machine in its own network namespace on this host."""
+
+    KIND: ClassVar[str] = "NetnsMachine"
+    PLURAL: ClassVar[str] = "netnsmachines"
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (*_MACHINE_COLUMNS, age("NetnsMachine"))
+    kind: Literal["NetnsMachine"] = "NetnsMachine"
+    spec: NetnsMachineSpec = Field(default_factory=NetnsMachineSpec)
+    status: InfraMachineStatus | None = None
+
+
+class NetnsMachineTemplateResource(Model):
+    """The NetnsMachine each machine made from the template gets."""
+
+    metadata: TemplateMeta | None = None
+    spec: NetnsMachineSpec | None = None
+
+
+class NetnsMachineTemplateSpec(Model):
+    template: NetnsMachineTemplateResource | None = None
+
+
+class NetnsMachineTemplate(InfrastructureObject):
+    """A NetnsMachine to copy for every machine of a control plane, MachineDeployment or MachineSet."""
+
+    KIND: ClassVar[str] = "NetnsMachineTemplate"
+    PLURAL: ClassVar[str] = "netnsmachinetemplates"
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (age("NetnsMachineTemplate"),)
+    kind: Literal["NetnsMachineTemplate"] = "NetnsMachineTemplate"
+    spec: NetnsMachineTemplateSpec = Field(default_factory=NetnsMachineTemplateSpec)
