@@ -33,6 +33,7 @@ from typing import Any, Final, NamedTuple
 
 from anywhere.apiserver import patch as strategic
 from anywhere.apiserver._gofmt import go_float, go_quote
+from anywhere.apiserver._jsonvalues import copy_json, json_equal
 from anywhere.apiserver.errors import StatusError, invalid
 
 __all__ = [
@@ -106,27 +107,6 @@ class _Missing:
 
 
 _MISSING: Final = _Missing()
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
-def _equal(a: Any, b: Any) -> bool:
-    """JSON equality as Go compares decoded values: ``1 == 1.0``, but ``true`` is not ``1``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and a == b
 
 
 def _json(value: Any) -> str:
@@ -660,7 +640,7 @@ def _compare(old: Any, new: Any, sem: Semantics, path: Path, result: _Comparison
         return
     if isinstance(old, dict) and isinstance(new, dict):
         if sem.is_atomic_map() or (not old and not new):
-            if not _equal(old, new):
+            if not json_equal(old, new):
                 result.modified.add(path)
             return
         for name in [*old, *(k for k in new if k not in old)]:
@@ -675,7 +655,7 @@ def _compare(old: Any, new: Any, sem: Semantics, path: Path, result: _Comparison
     if isinstance(old, list) and isinstance(new, list):
         list_type = sem.list_type()
         if list_type.kind == "atomic" or (not old and not new):
-            if not _equal(old, new):
+            if not json_equal(old, new):
                 result.modified.add(path)
             return
         quiet = _Problems(False)
@@ -691,7 +671,7 @@ def _compare(old: Any, new: Any, sem: Semantics, path: Path, result: _Comparison
                 result,
             )
         return
-    if not _equal(old, new):
+    if not json_equal(old, new):
         if path:
             result.modified.add(path)
         # A change of shape: what was below the old value is gone, what is below the new one is new.
@@ -718,7 +698,7 @@ def _merge(live: Any, applied: Any, sem: Semantics) -> Any:
     """``applied`` merged into ``live``: maps key by key, set and associative lists item by item, anything
     atomic replaced. A ``null`` in the applied configuration removes the field (it stays owned)."""
     if isinstance(live, dict) and isinstance(applied, dict) and not sem.is_atomic_map():
-        out = {k: _copy(v) for k, v in live.items()}
+        out = {k: copy_json(v) for k, v in live.items()}
         for name, value in applied.items():
             if value is None:
                 out.pop(name, None)
@@ -729,13 +709,13 @@ def _merge(live: Any, applied: Any, sem: Semantics) -> Any:
         return out
     if isinstance(applied, dict):
         if sem.is_atomic_map():
-            return _copy(applied)
+            return copy_json(applied)
         return {k: _merge(_MISSING, v, sem.child(k)) for k, v in applied.items() if v is not None}
     if isinstance(applied, list):
         list_type = sem.list_type()
         if list_type.kind != "atomic":
             return _merge_list(live if isinstance(live, list) else [], applied, list_type, sem)
-    return _copy(applied)
+    return copy_json(applied)
 
 
 def _merge_list(live: list[Any], applied: list[Any], list_type: ListType, sem: Semantics) -> list[Any]:
@@ -758,10 +738,10 @@ def _merge_list(live: list[Any], applied: list[Any], list_type: ListType, sem: S
         element = applied_elements[index]
         value = applied[index]
         if element is None:  # unidentifiable: the caller rejected the configuration already
-            out.append(_copy(value))
+            out.append(copy_json(value))
             return
         base = live[live_at[element]] if element in live_at else _MISSING
-        out.append(_merge(base, value, item_sem) if list_type.kind == "map" else _copy(value))
+        out.append(_merge(base, value, item_sem) if list_type.kind == "map" else copy_json(value))
         done.add(element)
         while next_shared < len(shared) and shared[next_shared] in done:
             next_shared += 1
@@ -771,7 +751,7 @@ def _merge_list(live: list[Any], applied: list[Any], list_type: ListType, sem: S
         if i < len(live):
             element = live_elements[i]
             if element is None or element not in applied_at:
-                out.append(_copy(live[i]))
+                out.append(copy_json(live[i]))
                 i += 1
                 continue
             if element in done:
@@ -1002,7 +982,7 @@ def _live_managers(obj: Mapping[str, Any] | None) -> _Managers:
 
 
 def _without_managed_fields(obj: Mapping[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = _copy(dict(obj)) if obj else {}
+    out: dict[str, Any] = copy_json(dict(obj)) if obj else {}
     metadata = out.get("metadata")
     if isinstance(metadata, dict):
         metadata.pop("managedFields", None)
@@ -1059,7 +1039,7 @@ def update(
     entry resets them); on a subresource they are ignored. Once an object has no managed fields, updates
     do not track it again until it is applied to, as kube-apiserver does.
     """
-    result: dict[str, Any] = _copy(dict(new))
+    result: dict[str, Any] = copy_json(dict(new))
     stored = _live_managers(old)
     sent = strip_managed_fields_on_input(result)
     managers = stored if subresource or sent is None else _decode_entries(sent)
@@ -1180,7 +1160,7 @@ def _refresh_last_applied(obj: dict[str, Any], applied: Mapping[str, Any]) -> No
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
     if not isinstance(annotations, dict) or not annotations.get(LAST_APPLIED_ANNOTATION):
         return
-    config = _copy(dict(applied))
+    config = copy_json(dict(applied))
     config_meta = config.get("metadata")
     if isinstance(config_meta, dict) and isinstance(config_meta.get("annotations"), dict):
         config_meta["annotations"].pop(LAST_APPLIED_ANNOTATION, None)
@@ -1213,7 +1193,7 @@ def apply(
         raise StatusError(400, "the applied configuration must be an object")
     if applied.get("apiVersion") != api_version or applied.get("kind") != semantics.kind:
         raise StatusError(400, f"invalid object type: {_gvk(applied.get('apiVersion'), applied.get('kind'))}")
-    config = _copy(dict(applied))
+    config = copy_json(dict(applied))
     config_meta = config.get("metadata")
     if isinstance(config_meta, dict) and "managedFields" in config_meta:
         if isinstance(config_meta["managedFields"], list):
@@ -1262,7 +1242,7 @@ def apply(
         if remaining:
             raise _conflict_error(remaining)
     _release(managers, me.key, changes)
-    if not _equal(current, merged):
+    if not json_equal(current, merged):
         managers[me.key] = replace(managers[me.key], time=now)
     _cap_updaters(managers)
     _store_entries(merged, managers)

@@ -26,6 +26,7 @@ from typing import Any, Final, NamedTuple
 import jsonpatch
 import jsonpointer
 
+from anywhere.apiserver._jsonvalues import copy_json
 from anywhere.apiserver.errors import StatusError
 
 __all__ = [
@@ -92,15 +93,6 @@ def _rejected(message: str, field: str = "") -> StatusError:
     return StatusError(422, _REJECTED, causes=[cause])
 
 
-def _copy(value: Any) -> Any:
-    """Deep copy of a JSON value; several times faster than ``copy.deepcopy`` on decoded JSON."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
 def _brief(value: Any, limit: int = 80) -> str:
     """A value as JSON, shortened: error messages must not echo a whole object back."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
@@ -116,13 +108,13 @@ def merge_patch(original: Any, patch: Any) -> Any:
 
     Lists are replaced whole — that is what distinguishes it from a strategic merge patch.
     """
-    return _merge_rfc7386(_copy(original), patch)
+    return _merge_rfc7386(copy_json(original), patch)
 
 
 def _merge_rfc7386(target: Any, patch: Any) -> Any:
     # ``target`` is already a private copy, so it is updated in place.
     if not isinstance(patch, dict):
-        return _copy(patch)
+        return copy_json(patch)
     if not isinstance(target, dict):
         target = {}
     for name, value in patch.items():
@@ -149,10 +141,10 @@ def json_patch(original: Any, operations: Any) -> Any:
     ``test``, a missing path, an index out of range) is a 422, as kube-apiserver answers.
     """
     checked = _check_operations(operations)
-    document = _copy(original)
+    document = copy_json(original)
     for index, operation in enumerate(checked):
         # Copied so that values the patch adds are not shared with the request body.
-        operation = _copy(operation)
+        operation = copy_json(operation)
         try:
             document = jsonpatch.JsonPatch([operation]).apply(document, in_place=True)
         except jsonpatch.JsonPatchTestFailed:
@@ -447,7 +439,7 @@ def strategic_merge_patch(original: dict[str, Any], patch: dict[str, Any], kind:
         raise _unsupported_media_type(CUSTOM_RESOURCE_PATCH_TYPES)
     if not isinstance(patch, dict):
         raise _bad_request(f"a strategic merge patch must be a JSON object, not {_json_type(patch)}")
-    return _merge_map(_copy(original) if isinstance(original, dict) else {}, patch, schema)
+    return _merge_map(copy_json(original) if isinstance(original, dict) else {}, patch, schema)
 
 
 def _ident(value: Any) -> Any:

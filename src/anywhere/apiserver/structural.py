@@ -49,6 +49,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from anywhere.apiserver._gofmt import go_float, go_quote
+from anywhere.apiserver._jsonvalues import copy_json, json_equal
 
 __all__ = [
     "Cause",
@@ -135,15 +136,6 @@ def _child_schema(schema: Schema | None, key: str) -> Schema | None:
     if key in props:
         return _node(props[key])
     return _additional(schema)
-
-
-def _copy(value: Any) -> Any:
-    """A deep copy of a JSON-like value (faster than ``copy.deepcopy`` for the shapes we get)."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -345,7 +337,7 @@ def prune_with_paths(obj: Any, schema: Schema) -> tuple[Any, list[str]]:
     of non-nullable, non-defaulted fields are dropped as well but not reported: they are not
     unknown fields.
     """
-    result = _copy(obj)
+    result = copy_json(obj)
     state = _Pruning(record=True)
     _prune(result, _root(schema), "", state)
     _prune_nulls(result, schema)
@@ -354,7 +346,7 @@ def prune_with_paths(obj: Any, schema: Schema) -> tuple[Any, list[str]]:
 
 def prune(obj: Any, schema: Schema) -> Any:
     """A copy of the resource ``obj`` without the fields ``schema`` does not specify (see the module)."""
-    result = _copy(obj)
+    result = copy_json(obj)
     _prune(result, _root(schema), "", _Pruning(record=False))
     _prune_nulls(result, schema)
     return result
@@ -381,7 +373,7 @@ def _default(value: Any, schema: Schema | None) -> None:
                 continue
             assert sub is not None
             if key not in value or (value[key] is None and not _flag(sub, "nullable")):
-                value[key] = _copy(sub["default"])
+                value[key] = copy_json(sub["default"])
         props = _properties(schema)
         extra = _additional(schema)
         for key in value:
@@ -389,7 +381,7 @@ def _default(value: Any, schema: Schema | None) -> None:
                 _default(value[key], _node(props[key]))
             elif extra is not None:
                 if value[key] is None and not _flag(extra, "nullable") and _has_default(extra):
-                    value[key] = _copy(extra["default"])
+                    value[key] = copy_json(extra["default"])
                 _default(value[key], extra)
     elif isinstance(value, list):
         items = _items(schema)
@@ -400,14 +392,14 @@ def _default(value: Any, schema: Schema | None) -> None:
                 and not _flag(items, "nullable")
                 and _has_default(items)
             ):
-                value[i] = _copy(items["default"])
+                value[i] = copy_json(items["default"])
             _default(value[i], items)
 
 
 def apply_defaults(obj: Any, schema: Schema) -> Any:
     """A copy of ``obj`` with the schema's ``default`` values applied where a field is absent (or
     ``null`` and not ``nullable``), recursively, including array items and map values."""
-    result = _copy(obj)
+    result = copy_json(obj)
     _default(result, schema)
     return result
 
@@ -706,24 +698,11 @@ def _check_type(value: Any, types: list[str], fmt: str, name: str, out: list[_Fa
         out.append(_type_failure(name, ",".join(types), json_type))
 
 
-def _same(a: Any, b: Any) -> bool:
-    """JSON equality: booleans are not numbers, ``1`` equals ``1.0``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and a == b
-
-
 def _check_enum(value: Any, schema: Schema, name: str, out: list[_Failure]) -> None:
     enum = schema.get("enum")
     if not isinstance(enum, list) or not enum:
         return
-    if any(_same(value, allowed) for allowed in enum):
+    if any(json_equal(value, allowed) for allowed in enum):
         return
     out.append(_Failure(_ENUM, name, _in_body(name, f"should be one of {enum}"), value, values=list(enum)))
 
@@ -853,7 +832,7 @@ def _check_array(value: list[Any], schema: Schema, name: str, out: list[_Failure
     if schema.get("uniqueItems") is True:
         seen: list[Any] = []
         for item in value:
-            if any(_same(item, other) for other in seen):
+            if any(json_equal(item, other) for other in seen):
                 out.append(_Failure(_OTHER, name, _in_body(name, "shouldn't contain duplicates")))
                 break
             seen.append(item)
@@ -1183,7 +1162,7 @@ def admit(obj: Any, schema: Schema) -> tuple[Any, list[Cause]]:
 
     Returns the object to store and the causes that reject it (empty when it is valid).
     """
-    result = _copy(obj)
+    result = copy_json(obj)
     _prune(result, _root(schema), "", _Pruning(record=False))
     _prune_nulls(result, schema)
     _default(result, schema)
@@ -1532,10 +1511,10 @@ def _check_default(schema: Schema, path: str, out: list[Cause]) -> None:
     """A default must be pruned and must validate against its own schema."""
     default = schema["default"]
     embedded = _flag(schema, "x-kubernetes-embedded-resource")
-    pruned = _copy(default)
+    pruned = copy_json(default)
     _prune(pruned, _root(schema) if embedded else schema, "", _Pruning(record=False))
     default_path = _child(path, "default")
-    if not _same(pruned, default):
+    if not json_equal(pruned, default):
         out.append(_invalid(default_path, default, "must not have unknown fields"))
     out.extend(validate(default, schema, default_path))
 
