@@ -13,9 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from anywhere.api import ClusterConfig, FieldError, check_config
 from anywhere.api.generate import generate_config
+
+# Property tests explore the same examples on every run, so CI is deterministic; a failure found once
+# is found again. Set HYPOTHESIS_PROFILE=explore to search new examples locally.
+settings.register_profile("deterministic", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 COMPAT_DIR = Path(__file__).resolve().parents[2] / "shared" / "compat" / "eksa-v1alpha1"
 

@@ -420,7 +420,7 @@ def test_a_reloaded_pool_answers_like_the_original(macs: list[int]) -> None:
         try:
             original.lease(mac(i))
         except PoolExhaustedError:
-            original.release(mac(i - 1))
+            original.release(mac(max(i - 1, 0)))
     copy = LeasePool.from_dict(json.loads(json.dumps(original.to_dict())))
     for i in range(60):
         for leases in (original, copy):
