@@ -201,7 +201,8 @@ def test_no_forbidden_keyword_anywhere_in_the_output() -> None:
 def test_cluster_schema_details() -> None:
     spec = schema_of(crd_for(Cluster))["properties"]["spec"]
     cp = spec["properties"]["controlPlaneConfiguration"]
-    assert cp["properties"]["count"] == {"type": "integer"}
+    assert cp["properties"]["count"]["type"] == "integer"
+    assert cp["properties"]["count"]["description"].startswith("Number of control plane machines")
     assert cp["properties"]["labels"] == {"type": "object", "additionalProperties": {"type": "string"}}
     # inlined definition, with the class docstring as its description
     ref = spec["properties"]["datacenterRef"]

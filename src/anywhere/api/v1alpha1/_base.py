@@ -33,6 +33,7 @@ class Model(BaseModel):
         serialize_by_alias=True,
         extra="forbid",
         strict=True,
+        use_attribute_docstrings=True,  # a field's docstring is its description (CRDs, kubectl explain)
     )
 
     def to_dict(self) -> dict[str, Any]:

@@ -70,12 +70,17 @@ class MachineHealthCheck(Model):
 
 
 class ControlPlaneConfiguration(Model):
+    """The control plane machines: how many, where they are reached, what they run on."""
+
     count: int | None = None
+    """Number of control plane machines: 1, 3 or 5 with stacked etcd."""
     endpoint: Endpoint | None = None
+    """The address (a free IP, the VIP) that fronts every API server of the cluster; immutable."""
     machine_group_ref: Ref | None = None
     taints: list[Taint] | None = None
     labels: dict[str, str] | None = None
     upgrade_rollout_strategy: ControlPlaneUpgradeRolloutStrategy | None = None
+    """How machines are replaced on upgrade: RollingUpdate (maxSurge 0 or 1) or InPlace (bare metal)."""
     skip_load_balancer_deployment: bool | None = None
     cert_sans: list[str] | None = None
     machine_health_check: MachineHealthCheck | None = None
@@ -90,7 +95,9 @@ class AutoScalingConfiguration(Model):
 
 class WorkerNodeGroupConfiguration(Model):
     name: str | None = None
+    """Name of the group, unique in the cluster (the first one defaults to md-0)."""
     count: int | None = None
+    """Number of machines (defaults to 1, or to the autoscaling minimum)."""
     autoscaling_configuration: AutoScalingConfiguration | None = None
     machine_group_ref: Ref | None = None
     taints: list[Taint] | None = None
@@ -243,21 +250,34 @@ class EtcdEncryption(Model):
 
 class ClusterSpec(Model):
     kubernetes_version: str | None = None
+    """Kubernetes version of the control plane (and of worker groups that set none), as major.minor, e.g. "1.33"."""
     control_plane_configuration: ControlPlaneConfiguration | None = None
+    """The control plane: machine count (odd with stacked etcd), endpoint VIP, machine config."""
     worker_node_group_configurations: list[WorkerNodeGroupConfiguration] | None = None
+    """Groups of worker machines, each with its own count, machine config, labels, taints and version."""
     datacenter_ref: Ref | None = None
+    """The datacenter config (kind and name) that says where machines run; it selects the provider."""
     identity_provider_refs: list[Ref] | None = None
+    """OIDCConfig and AWSIamConfig objects that authenticate users of the cluster."""
     git_ops_ref: Ref | None = None
+    """A FluxConfig or GitOpsConfig that keeps the cluster's specification in git."""
     cluster_network: ClusterNetwork | None = None
+    """Pod and service CIDRs, CNI, DNS and node CIDR mask size; immutable after creation."""
     external_etcd_configuration: ExternalEtcdConfiguration | None = None
+    """Run etcd on machines of its own (count must be odd) instead of stacked on the control plane."""
     proxy_configuration: ProxyConfiguration | None = None
+    """HTTP(S) proxy for the machines, and the destinations that bypass it."""
     registry_mirror_configuration: RegistryMirrorConfiguration | None = None
+    """A registry mirror that machines pull images through."""
     management_cluster: ManagementCluster | None = None
+    """The cluster that manages this one; itself (or unset) for a self-managed cluster."""
     pod_iam_config: PodIAMConfig | None = None
     packages: PackageConfiguration | None = None
     bundles_ref: BundlesRef | None = None
     eksa_version: str | None = None
+    """The release of components to run, as a semantic version; replaces bundlesRef."""
     machine_health_check: MachineHealthCheck | None = None
+    """Default timeouts after which unhealthy machines are replaced."""
     etcd_encryption: list[EtcdEncryption] | None = None
     license_token: str | None = None
 
