@@ -792,7 +792,9 @@ def test_invalid_jsonpath_ends_crd_columns() -> None:
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 async def test_real_kubectl_prints_our_tables(tmp_path: Path) -> None:
     """Serve tables from a minimal discovery-only server and let the machine's kubectl render them."""
-    created = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Three whole hours: the age prints as "3h" for the next minute, however slow the machine is
+    # (five minutes would print "5m1s" a second later).
+    created = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -902,21 +904,21 @@ async def test_real_kubectl_prints_our_tables(tmp_path: Path) -> None:
 
         assert await kubectl("get", "pods") == [
             ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
-            ["web", "1/1", "Running", "0", "5m"],
+            ["web", "1/1", "Running", "0", "3h"],
         ]
         wide = await kubectl("get", "pods", "-o", "wide")
         assert wide[0][-4:] == ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
         assert wide[1][-4:] == ["10.0.0.5", "node-1", "<none>", "<none>"]
         assert await kubectl("get", "machines") == [
             ["NAME", "CLUSTER", "READY", "AGE"],
-            ["cp-0", "mgmt", "True", "5m"],
+            ["cp-0", "mgmt", "True", "3h"],
         ]
         assert (await kubectl("get", "machines", "-o", "wide"))[1] == [
             "cp-0",
             "mgmt",
             "True",
             "Running",
-            "5m",
+            "3h",
         ]
         assert seen_accept
         assert all("as=Table;v=v1;g=meta.k8s.io" in accept for accept in seen_accept)
