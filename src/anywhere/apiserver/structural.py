@@ -241,11 +241,14 @@ class _Pruning:
             self.paths.append(path)
 
 
-def _prune(value: Any, schema: Schema | None, path: str, state: _Pruning) -> None:
-    """The server's pruning algorithm, in place. ``path`` names ``value`` (``spec.items[0]``)."""
-    if schema is not None and _flag(schema, "x-kubernetes-preserve-unknown-fields"):
-        _prune_preserving(value, schema, path, state)
-        return
+def _prune(value: Any, schema: Schema | None, path: str, state: _Pruning, preserving: bool = False) -> None:
+    """The server's pruning algorithm, in place. ``path`` names ``value`` (``spec.items[0]``).
+
+    Below ``x-kubernetes-preserve-unknown-fields`` (``preserving``) unknown fields stay and only the
+    known ones are pruned further; list items there stay preserving.
+    """
+    if not preserving and schema is not None and _flag(schema, "x-kubernetes-preserve-unknown-fields"):
+        preserving = True
     if isinstance(value, dict):
         if schema is None:
             for key in list(value):
@@ -263,34 +266,15 @@ def _prune(value: Any, schema: Schema | None, path: str, state: _Pruning) -> Non
                 _prune(value[key], _node(props[key]), _child(path, key), state)
             elif _has_additional(schema):
                 _prune(value[key], _additional(schema), _child(path, key), state)
-            else:
+            elif not preserving:
                 state.dropped(_child(path, key))
                 del value[key]
     elif isinstance(value, list):
         items = None if schema is None else _items(schema)
+        if preserving and items is None:
+            return
         for i, item in enumerate(value):
-            _prune(item, items, f"{path}[{i}]", state)
-
-
-def _prune_preserving(value: Any, schema: Schema, path: str, state: _Pruning) -> None:
-    """Below ``x-kubernetes-preserve-unknown-fields``: unknown fields stay, known ones are pruned."""
-    if isinstance(value, dict):
-        embedded = _flag(schema, "x-kubernetes-embedded-resource")
-        props = _properties(schema)
-        for key in list(value):
-            if embedded and key in _META_FIELDS:
-                if key == "metadata":
-                    _prune_embedded_meta(value[key], _child(path, key), state)
-                continue
-            if key in props:
-                _prune(value[key], _node(props[key]), _child(path, key), state)
-            elif _has_additional(schema):
-                _prune(value[key], _additional(schema), _child(path, key), state)
-    elif isinstance(value, list):
-        items = _items(schema)
-        if items is not None:
-            for i, item in enumerate(value):
-                _prune_preserving(item, items, f"{path}[{i}]", state)
+            _prune(item, items, f"{path}[{i}]", state, preserving)
 
 
 def _prune_embedded_meta(meta: Any, path: str, state: _Pruning) -> None:
