@@ -43,6 +43,7 @@ from anywhere.apiserver._http import (
     version_info,
     wants_table,
 )
+from anywhere.apiserver._jsonvalues import copy_json
 from anywhere.apiserver.errors import StatusError, already_exists, conflict, invalid, not_found
 from anywhere.apiserver.lifecycle import Lifecycle
 from anywhere.apiserver.objects import (
@@ -137,9 +138,10 @@ class APIServer:
                     await self.storage.create(key, stored(obj))
                 continue
             current = decode(record.value)
-            if current.get("spec") != crd_admission.admit(dict(definition))["spec"]:
-                current["spec"] = definition["spec"]
-                current = crd_admission.admit(current)
+            wanted = crd_admission.admit(copy_json(definition))["spec"]  # names defaulted as stored
+            if current.get("spec") != wanted:
+                current["spec"] = wanted
+                current = crd_admission.admit(current)  # status keeps the stored versions it had
                 current["metadata"]["generation"] = int(current["metadata"].get("generation") or 1) + 1
                 with contextlib.suppress(Conflict):
                     await self.storage.update(key, stored(current), expected_rv=record.mod_rv)
@@ -514,16 +516,14 @@ class APIServer:
             else openapi.builtin_structural_schema(rt.group, rt.version, rt.kind)
         )
         if schema is not None:
+            # One pruning pass serves both fieldValidation and the schema's own pruning.
             obj, unknown = structural.prune_with_paths(obj, schema)
             if unknown:
                 report_unknown_fields(request, rt, unknown)
-        if rt.schema is None and schema is not None:
+            if rt.schema is not None:  # a CRD's defaults apply after pruning, before validation
+                obj = structural.apply_defaults(obj, schema)
             causes = structural.validate(obj, schema)
-            if causes:  # a built-in kind's basic schema: types and formats of known fields
-                raise invalid(rt.kind, rt.group, str(obj.get("metadata", {}).get("name", "")), causes)
-        if rt.schema is not None:
-            obj, causes = structural.admit(obj, rt.schema)
-            if causes:
+            if causes:  # for a built-in kind: the types and formats of known fields
                 raise invalid(rt.kind, rt.group, str(obj.get("metadata", {}).get("name", "")), causes)
         if admission.applies_to(rt.group):
             obj = admission.admit(obj, old)
