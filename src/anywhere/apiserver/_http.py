@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from anywhere import __version__
+from anywhere.apiserver import selectors
 from anywhere.apiserver.errors import StatusError
 from anywhere.apiserver.objects import Obj
 from anywhere.apiserver.resources import ResourceType
@@ -51,6 +52,35 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 def status_response(error: StatusError) -> web.Response:
     return json_response(error.status(), error.code)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A request's labelSelector and fieldSelector, as one test of an object."""
+
+    labels: selectors.LabelSelector
+    fields: selectors.FieldSelector
+
+    @property
+    def empty(self) -> bool:
+        return self.labels.empty and self.fields.empty
+
+    def matches(self, obj: Obj) -> bool:
+        return self.labels.matches((obj.get("metadata") or {}).get("labels") or {}) and self.fields.matches(
+            obj
+        )
+
+
+def selection(request: web.Request, rt: ResourceType, name: str | None = None) -> Selection:
+    """The selectors of a list or watch; a watch of one object (``name``) selects it by name."""
+    query = request.query
+    labels = selectors.parse_label_selector(query.get("labelSelector", ""))
+    if name:
+        fields = selectors.parse_field_selector(f"metadata.name={name}", {"metadata.name"})
+    else:
+        supported = {"metadata.name", "metadata.namespace", *rt.selectable_fields}
+        fields = selectors.parse_field_selector(query.get("fieldSelector", ""), supported)
+    return Selection(labels, fields)
 
 
 def stale(rt: ResourceType, name: str) -> StaleWrite:

@@ -62,7 +62,7 @@ def _default(model: Object) -> None:
 
 def _validate(model: Object) -> list[FieldError]:
     if isinstance(model, Cluster):
-        return [e for e in validate_config(ClusterConfig(model, [], partial=True)) if e.obj == model.ref]
+        return validate_config(ClusterConfig(model, [], partial=True))
     return validate_object(model)
 
 

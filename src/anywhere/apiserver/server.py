@@ -37,6 +37,7 @@ from anywhere.apiserver._http import (
     json_response,
     parse_rv,
     report_unknown_fields,
+    selection,
     stale,
     status_response,
     verb,
@@ -908,14 +909,9 @@ class APIServer:
         return listed
 
     async def list(self, request: web.Request, target: Target) -> Obj:
-        from anywhere.apiserver import selectors
-
         rt = target.rt
         query = request.query
-        labels = selectors.parse_label_selector(query.get("labelSelector", ""))
-        fields = selectors.parse_field_selector(
-            query.get("fieldSelector", ""), {"metadata.name", "metadata.namespace", *rt.selectable_fields}
-        )
+        chosen = selection(request, rt)
         limit = int_param(query.get("limit"), "limit")
         start_after, token_rv = decode_continue(query.get("continue"))
         prefix = rt.storage_prefix(target.namespace)
@@ -931,7 +927,7 @@ class APIServer:
             for record in page.records:
                 last_key = record.key
                 obj = self._present(rt, record.value, record.mod_rv)
-                if labels.matches((obj.get("metadata") or {}).get("labels") or {}) and fields.matches(obj):
+                if chosen.matches(obj):
                     items.append(obj)
             more = page.more
             if not more or not limit or len(items) >= limit:
@@ -947,16 +943,9 @@ class APIServer:
         return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": metadata, "items": items}
 
     async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
-        from anywhere.apiserver import selectors
-
         rt = target.rt
         query = request.query
-        labels = selectors.parse_label_selector(query.get("labelSelector", ""))
-        fields = selectors.parse_field_selector(
-            query.get("fieldSelector", ""), {"metadata.name", "metadata.namespace", *rt.selectable_fields}
-        )
-        if target.name:
-            fields = selectors.parse_field_selector(f"metadata.name={target.name}", {"metadata.name"})
+        chosen = selection(request, rt, target.name)
         timeout = int_param(query.get("timeoutSeconds"), "timeoutSeconds") or 1800
         bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
         rv_text = query.get("resourceVersion", "")
@@ -971,17 +960,14 @@ class APIServer:
             body = encoded if encoded is not None else orjson.dumps(obj)
             await response.write(b'{"type":"' + event_type.encode() + b'","object":' + body + b"}\n")
 
-        def visible(obj: Obj) -> bool:
-            return labels.matches((obj.get("metadata") or {}).get("labels") or {}) and fields.matches(obj)
-
-        filtered = not (labels.empty and fields.empty)
+        filtered = not chosen.empty
         sent: set[str] = set()
         if rv_text in ("", "0"):
             listed = await self.storage.list(prefix)
             start = listed.revision
             for record in listed.records:
                 obj = self._present(rt, record.value, record.mod_rv)
-                if visible(obj):
+                if chosen.matches(obj):
                     sent.add(record.key)
                     await send("ADDED", obj)
         else:
@@ -1032,10 +1018,10 @@ class APIServer:
                     await send(event.type, obj, encoded)
                     continue
                 if event.prev is not None and event.type != "ADDED":
-                    was = visible(self._present(rt, event.prev, event.rv))
+                    was = chosen.matches(self._present(rt, event.prev, event.rv))
                 else:  # replayed from the log, which keeps no previous values
-                    was = event.key in sent or (event.type == "DELETED" and visible(obj))
-                is_now = event.type != "DELETED" and visible(obj)
+                    was = event.key in sent or (event.type == "DELETED" and chosen.matches(obj))
+                is_now = event.type != "DELETED" and chosen.matches(obj)
                 if is_now:
                     sent.add(event.key)
                     await send("MODIFIED" if was else "ADDED", obj, encoded)
