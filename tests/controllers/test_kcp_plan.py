@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
+from anywhere.controllers.etcd import EtcdView
 from anywhere.controllers.kcp_plan import (
     Action,
     DeleteMachine,
     Desired,
     Done,
-    EtcdView,
     Init,
     MachineView,
     MoveLeader,
@@ -22,7 +22,7 @@ from anywhere.controllers.kcp_plan import (
     max_surge_from,
     plan,
 )
-from anywhere.providers.sim.etcd import EtcdCluster
+from anywhere.providers.sim.etcd import EtcdCluster, etcd_view
 
 OLD, NEW = "v1.33.4", "v1.34.1"
 
@@ -230,7 +230,7 @@ def test_etcd_view_from_cluster() -> None:
     cluster = EtcdCluster("c1")
     cluster.bootstrap("a", "https://10.0.0.1:2380", "https://10.0.0.1:2379")
     cluster.add_member("b", "https://10.0.0.2:2380", "https://10.0.0.2:2379")
-    view = EtcdView.from_cluster(cluster)
+    view = etcd_view(cluster)
     assert view.members == {"a": True, "b": False}
     assert view.learners == frozenset({"b"})
     assert view.leader == "a"
@@ -293,7 +293,7 @@ class Sim:
         surge = d.max_surge if d.replicas >= 3 else 1
         cap = max(len(self.machines), max(d.replicas, 1) + surge)
         for _ in range(limit):
-            action = plan(d, self.machines.values(), EtcdView.from_cluster(self.etcd))
+            action = plan(d, self.machines.values(), etcd_view(self.etcd))
             if isinstance(action, Done):
                 return self.log
             self.apply(d, action)
@@ -350,10 +350,10 @@ def test_simulated_rollout_pauses_on_fault() -> None:
     sim = Sim()
     sim.run(desired(version=OLD))
     d = desired(version=NEW)
-    sim.apply(d, plan(d, sim.machines.values(), EtcdView.from_cluster(sim.etcd)))  # ScaleUp
+    sim.apply(d, plan(d, sim.machines.values(), etcd_view(sim.etcd)))  # ScaleUp
     sim.tick()
     sim.etcd.mark_unhealthy("m2")
     for _ in range(3):
-        action = plan(d, sim.machines.values(), EtcdView.from_cluster(sim.etcd))
+        action = plan(d, sim.machines.values(), etcd_view(sim.etcd))
         assert action == Wait("Preflight failed: etcd member m2 unhealthy")
     assert len(sim.etcd.voters) == 4

@@ -38,6 +38,9 @@ class ServeOptions:
     host: str = "127.0.0.1"
     storage: str = "sqlite"
     extra_sans: tuple[str, ...] = ()
+    # Runs beside the server once it is ready, given the admin kubeconfig, until the server stops
+    # (the management plane's controllers); its failure stops the server.
+    companion: Callable[[Path], Coroutine[Any, Any, None]] | None = None
 
 
 class TokenAndCertAuthenticator:
@@ -72,6 +75,11 @@ async def open_storage(options: ServeOptions) -> Storage:
 async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT (or cancellation); every step of shutdown runs even after errors."""
     options.data_dir.mkdir(parents=True, exist_ok=True)
+    port_file = options.data_dir / "port"
+    if options.port == 0 and port_file.exists():
+        # A folder served before keeps its port, so kubeconfigs written for it stay valid.
+        with contextlib.suppress(ValueError, OSError):
+            options.port = int(port_file.read_text().strip())
     keys = pki.load_or_create(options.data_dir, list(options.extra_sans))
     storage = await open_storage(options)
     authenticator = TokenAndCertAuthenticator({keys.admin_token: User("admin", ("system:masters",))})
@@ -83,6 +91,7 @@ async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     compactor: asyncio.Task[None] | None = None
+    companion: asyncio.Task[None] | None = None
     try:
         await server.start()
         runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
@@ -92,6 +101,7 @@ async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None
         )
         await site.start()
         port = options.port or _bound_port(runner)
+        port_file.write_text(f"{port}\n")
         url = f"https://{_reachable(options.host)}:{port}"
         kubeconfig = options.data_dir / "admin.kubeconfig"
         pki.write_kubeconfig(
@@ -108,8 +118,17 @@ async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None
         print(f"anywhere API server ready at {url} (kubeconfig: {kubeconfig})", flush=True)
         if ready is not None:
             ready.set()
+        if options.companion is not None:
+            companion = asyncio.create_task(options.companion(kubeconfig), name="companion")
+            companion.add_done_callback(lambda _task: stop.set())
         await stop.wait()
+        if companion is not None and companion.done() and not companion.cancelled():
+            companion.result()  # its failure is the process's
     finally:
+        if companion is not None and not companion.done():
+            companion.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await companion
         if compactor is not None:
             compactor.cancel()
         await server.stop()  # ends open watches first, so the HTTP shutdown has nothing to wait for

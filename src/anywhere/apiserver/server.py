@@ -74,8 +74,10 @@ Authenticator = Callable[[web.Request], Awaitable["User | None"]]
 class APIServer:
     """One API server over one :class:`Storage`. Several may share a store (see the etcd backend)."""
 
-    def __init__(self, storage: Storage, authenticate: Authenticator) -> None:
+    def __init__(self, storage: Storage, authenticate: Authenticator, *, install_crds: bool = True) -> None:
         self.storage = storage
+        # A management API serves the anywhere and Cluster API kinds; a workload cluster's API does not.
+        self.install_crds = install_crds
         self.registry = Registry()
         self._authenticate = authenticate
         self._tasks: list[asyncio.Task[None]] = []
@@ -92,7 +94,8 @@ class APIServer:
 
     async def start(self) -> None:
         """Install our CRDs, serve every stored CRD and follow their changes, make the default namespaces."""
-        await self._install_crds()
+        if self.install_crds:
+            await self._install_crds()
         listed = await self.storage.list(CRD_TYPE.storage_prefix())
         for record in listed.records:
             crd = decode(record.value)
@@ -765,7 +768,10 @@ class APIServer:
         )
 
     async def _scale(self, request: web.Request, target: Target) -> Obj:
-        """The ``autoscaling/v1`` Scale view of an object: read it, or set its desired replicas."""
+        """The ``autoscaling/v1`` Scale view of an object: read it, or set its desired replicas.
+
+        A patch, or a PUT without a resourceVersion, applies to whatever is current: a concurrent
+        write to the object is retried here (as kube-apiserver does), not returned as a conflict."""
         rt = target.rt
         paths = rt.scale_paths or WORKLOAD_SCALE
         whole = Target(rt, target.namespace, target.name, None)
@@ -774,32 +780,44 @@ class APIServer:
             return _scale_of(obj, paths)
         if request.method not in ("PUT", "PATCH"):
             raise StatusError(405, f"method {request.method} is not allowed on the scale subresource")
-        current = _scale_of(obj, paths)
         raw = await request.read()
-        if request.method == "PUT":
-            wanted = await self._body(request, rt) if not raw else decode(raw)
-        else:
-            from anywhere.apiserver import patch as patching
+        put_body = (
+            (await self._body(request, rt) if not raw else decode(raw)) if request.method == "PUT" else None
+        )
+        pinned = bool(((put_body or {}).get("metadata") or {}).get("resourceVersion"))
+        for _ in range(5):
+            current = _scale_of(obj, paths)
+            if put_body is not None:
+                wanted = put_body
+            else:
+                from anywhere.apiserver import patch as patching
 
-            wanted = patching.apply_patch(request.content_type, current, raw, "Scale", True)
-        replicas = (wanted.get("spec") or {}).get("replicas") if isinstance(wanted, dict) else None
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise invalid(
-                "Scale",
-                "autoscaling",
-                target.name or "",
-                [
-                    {
-                        "type": "FieldValueInvalid",
-                        "field": "spec.replicas",
-                        "message": "must be a whole number of 0 or more",
-                    }
-                ],
-            )
-        updated = decode(encode(obj))
-        _set_path(updated, paths[0], replicas)
-        result, _ = await self._replace(request, whole, obj, updated, record.mod_rv, verb="update")
-        return _scale_of(result, paths)
+                wanted = patching.apply_patch(request.content_type, current, raw, "Scale", True)
+            replicas = (wanted.get("spec") or {}).get("replicas") if isinstance(wanted, dict) else None
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise invalid(
+                    "Scale",
+                    "autoscaling",
+                    target.name or "",
+                    [
+                        {
+                            "type": "FieldValueInvalid",
+                            "field": "spec.replicas",
+                            "message": "must be a whole number of 0 or more",
+                        }
+                    ],
+                )
+            updated = decode(encode(obj))
+            _set_path(updated, paths[0], replicas)
+            try:
+                result, _ = await self._replace(request, whole, obj, updated, record.mod_rv, verb="update")
+            except StaleWrite:
+                if pinned:
+                    raise
+                obj, record = await self._read(whole)
+                continue
+            return _scale_of(result, paths)
+        raise conflict(rt.group, rt.plural, target.name or "", "too many concurrent changes; try again")
 
     async def delete(self, request: web.Request, target: Target) -> tuple[Obj, int]:
         options = await self._delete_options(request)

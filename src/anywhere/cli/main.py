@@ -32,6 +32,7 @@ from anywhere.api import (
 from anywhere.api.crds import all_crds
 from anywhere.api.generate import DEFAULT_KUBERNETES_VERSION, generate_config
 from anywhere.api.infra import PROVIDERS, rules_for_datacenter
+from anywhere.cli.cluster import register as register_lifecycle
 
 app = typer.Typer(
     name="anywhere",
@@ -42,6 +43,7 @@ app = typer.Typer(
 )
 generate_app = typer.Typer(help="Generate cluster configurations and CRDs.", no_args_is_help=True)
 app.add_typer(generate_app, name="generate")
+register_lifecycle(app)  # create, upgrade, delete, get: anywhere.cli.cluster
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -154,13 +156,30 @@ def serve(
     san: Annotated[
         list[str] | None, typer.Option("--san", help="Extra name or IP for the serving certificate.")
     ] = None,
+    controllers: Annotated[
+        bool, typer.Option("--controllers", help="Also run the management plane's controllers.")
+    ] = False,
+    self_cluster: Annotated[
+        str | None,
+        typer.Option("--self-cluster", help="The self-managed cluster whose own API this server is."),
+    ] = None,
 ) -> None:
-    """Run the Kubernetes-compatible API server until SIGTERM; writes DATA_DIR/admin.kubeconfig."""
+    """Run the Kubernetes-compatible API server until SIGTERM; writes DATA_DIR/admin.kubeconfig.
+
+    With --controllers this is a whole management plane: the API, the lifecycle controllers
+    (leader-elected), and the sim provider's per-cluster API endpoints."""
     from anywhere.apiserver.serve import ServeOptions, main
 
     if not 0 <= port <= 65535:
         fail(f"--port {port} is not a TCP port (0 to 65535)", code=2)
-    raise typer.Exit(main(ServeOptions(data_dir, port, host, storage, tuple(san or ()))))
+    if self_cluster and not controllers:
+        fail("--self-cluster needs --controllers", code=2)
+    options = ServeOptions(data_dir, port, host, storage, tuple(san or ()))
+    if controllers:
+        from anywhere.controllers import plane
+
+        options.companion = lambda kubeconfig: plane.run(kubeconfig, data_dir, self_cluster=self_cluster)
+    raise typer.Exit(main(options))
 
 
 def run() -> None:

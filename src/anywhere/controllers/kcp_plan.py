@@ -28,18 +28,17 @@ The rules (those of Cluster API's KubeadmControlPlane controller):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TypeAlias
 
-from anywhere.providers.sim.etcd import EtcdCluster
+from anywhere.controllers.etcd import EtcdView
 
 __all__ = [
     "Action",
     "DeleteMachine",
     "Desired",
     "Done",
-    "EtcdView",
     "Init",
     "MachineView",
     "MoveLeader",
@@ -85,46 +84,6 @@ class MachineView:
 
     def up_to_date(self, desired: Desired) -> bool:
         return self.version == desired.version and self.spec_hash == desired.spec_hash
-
-
-@dataclass(frozen=True)
-class EtcdView:
-    """The etcd membership as the controller sees it: member name (the machine's name) to health,
-    which members are learners, and the leader (``None`` without quorum)."""
-
-    members: Mapping[str, bool] = field(default_factory=dict)
-    learners: frozenset[str] = frozenset()
-    leader: str | None = None
-
-    @classmethod
-    def from_cluster(cls, cluster: EtcdCluster) -> EtcdView:
-        leader = cluster.leader
-        return cls(
-            members={m.name: m.healthy for m in cluster.members},
-            learners=frozenset(m.name for m in cluster.learners),
-            leader=leader.name if leader is not None else None,
-        )
-
-    @property
-    def voters(self) -> list[str]:
-        return [name for name in self.members if name not in self.learners]
-
-    @property
-    def healthy_voters(self) -> list[str]:
-        return [name for name in self.voters if self.members[name]]
-
-    @property
-    def has_quorum(self) -> bool:
-        voters = self.voters
-        return bool(voters) and len(self.healthy_voters) >= len(voters) // 2 + 1
-
-    def keeps_quorum_without(self, name: str) -> bool:
-        """Whether removing member ``name`` leaves a quorum among the remaining voters."""
-        if name not in self.members or name in self.learners:
-            return self.has_quorum
-        voters = len(self.voters) - 1
-        healthy = len(self.healthy_voters) - (1 if self.members[name] else 0)
-        return voters > 0 and healthy >= voters // 2 + 1
 
 
 def max_surge_from(value: int | str | None) -> int:

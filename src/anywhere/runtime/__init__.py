@@ -33,6 +33,7 @@ from anywhere.runtime.client import (
     Watch,
     WatchEvent,
     load_kubeconfig,
+    parse_kubeconfig,
 )
 from anywhere.runtime.controller import Controller, Result, enqueue_mapped, enqueue_owner, enqueue_self
 from anywhere.runtime.informer import EventHandler, Informer, InformerFactory, object_key, split_key
@@ -91,5 +92,6 @@ __all__ = [
     "enqueue_self",
     "load_kubeconfig",
     "object_key",
+    "parse_kubeconfig",
     "split_key",
 ]

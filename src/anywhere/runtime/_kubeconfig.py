@@ -127,6 +127,18 @@ def load_kubeconfig(path: str | os.PathLike[str] | None = None, *, context: str 
     return _parse(document, file.parent, context)
 
 
+def parse_kubeconfig(text: str | bytes, *, context: str | None = None) -> KubeConfig:
+    """A kubeconfig given as text (such as a cluster's ``NAME-kubeconfig`` Secret); file references
+    in it must be absolute."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise KubeConfigError(f"the kubeconfig is not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise KubeConfigError("the kubeconfig is not a mapping")
+    return _parse(document, Path("/"), context)
+
+
 def _named(document: dict[str, Any], section: str, name: str) -> dict[str, Any]:
     item_key = section[:-1]  # clusters -> cluster, users -> user, contexts -> context
     for entry in document.get(section) or []:

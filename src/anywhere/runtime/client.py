@@ -24,7 +24,7 @@ import aiohttp
 import orjson
 
 from anywhere import __version__
-from anywhere.runtime._kubeconfig import KubeConfig, KubeConfigError, load_kubeconfig
+from anywhere.runtime._kubeconfig import KubeConfig, KubeConfigError, load_kubeconfig, parse_kubeconfig
 
 __all__ = [
     "CONFIGMAPS",
@@ -47,6 +47,7 @@ __all__ = [
     "Watch",
     "WatchEvent",
     "load_kubeconfig",
+    "parse_kubeconfig",
 ]
 
 Obj = dict[str, Any]

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from anywhere.runtime.client import Resource
+from anywhere.runtime.client import ConflictError, Resource
 from anywhere.runtime.informer import EventHandler, Informer, InformerFactory, object_key
 from anywhere.runtime.workqueue import RateLimiter, ShutDown, WorkQueue
 
@@ -123,6 +123,13 @@ class Controller:
         self._watches.append(_Watch(resource, handler, namespace, label_selector))
         return self
 
+    def enqueue(self, key: str) -> None:
+        """Reconcile ``key`` soon, for events from a source the controller does not watch itself
+        (such as a workload cluster's Nodes). Ignored while the controller is not running: when it
+        starts, its informers list every object anyway."""
+        if self.queue is not None:
+            self.queue.add(key)
+
     def informers(self, factory: InformerFactory) -> list[Informer]:
         return [
             factory.informer(w.resource, namespace=w.namespace, label_selector=w.label_selector)
@@ -169,6 +176,11 @@ class Controller:
                 result = await self.reconcile(key)
             except asyncio.CancelledError:
                 raise
+            except ConflictError as exc:
+                # Someone wrote the object since the cache saw it: normal under concurrency; the
+                # retry reads the new version.
+                self.log.debug("controller %s: %s changed meanwhile (%s); retrying", self.name, key, exc)
+                queue.add_rate_limited(key)
             except Exception:
                 self.log.exception(
                     "controller %s: reconciling %s failed (retry %d)",

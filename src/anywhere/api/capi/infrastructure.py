@@ -65,6 +65,23 @@ _CLUSTER_COLUMNS = (CLUSTER_LABEL_COLUMN, _READY, _ENDPOINT)
 _MACHINE_COLUMNS = (CLUSTER_LABEL_COLUMN, _MACHINE, _PROVIDER_ID, _READY)
 
 
+class SimIPRange(Model):
+    """An inclusive range of IPv4 addresses."""
+
+    start: str | None = None
+    end: str | None = None
+
+
+class SimClusterSpec(InfraClusterSpec):
+    """Where the simulated machines of a cluster live: the node network of its SimDatacenterConfig,
+    and the control plane endpoint (VIP) the user chose, which no machine may be given."""
+
+    node_subnet: str | None = None
+    gateway: str | None = None
+    dhcp_range: SimIPRange | None = None
+    control_plane_vip: str | None = Field(default=None, alias="controlPlaneVIP")
+
+
 class SimCluster(InfrastructureObject):
     """The simulated infrastructure of one cluster: ready once its control plane endpoint is served."""
 
@@ -72,7 +89,7 @@ class SimCluster(InfrastructureObject):
     PLURAL: ClassVar[str] = "simclusters"
     PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (*_CLUSTER_COLUMNS, age("SimCluster"))
     kind: Literal["SimCluster"] = "SimCluster"
-    spec: InfraClusterSpec = Field(default_factory=InfraClusterSpec)
+    spec: SimClusterSpec = Field(default_factory=SimClusterSpec)
     status: InfraClusterStatus | None = None
 
 

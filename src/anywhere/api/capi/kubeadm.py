@@ -187,7 +187,7 @@ class KubeadmControlPlane(ControlPlaneObject):
         column("Initialized", ".status.initialized", "boolean", "Whether the control plane was initialized"),
         column("API Server Available", ".status.ready", "boolean", "Whether the API server takes requests"),
         column("Desired", ".spec.replicas", "integer", "Number of machines wanted", priority=10),
-        column("Replicas", ".status.replicas", "integer", "Number of machines that are not being deleted"),
+        column("Replicas", ".status.replicas", "integer", "Number of machines, those being deleted included"),
         column("Ready", ".status.readyReplicas", "integer", "Number of ready control plane machines"),
         column("Updated", ".status.updatedReplicas", "integer", "Number of machines with the current spec"),
         column("Unavailable", ".status.unavailableReplicas", "integer", "Number of machines not yet ready"),

@@ -86,7 +86,7 @@ class MachineDeployment(CapiObject):
     PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (
         column("Cluster", ".spec.clusterName", description="Cluster"),
         column("Desired", ".spec.replicas", "integer", "Number of machines wanted", priority=10),
-        column("Replicas", ".status.replicas", "integer", "Number of machines that are not being deleted"),
+        column("Replicas", ".status.replicas", "integer", "Number of machines, those being deleted included"),
         column("Ready", ".status.readyReplicas", "integer", "Number of ready machines"),
         column(
             "Updated", ".status.updatedReplicas", "integer", "Number of machines with the current template"

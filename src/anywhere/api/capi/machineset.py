@@ -51,7 +51,7 @@ class MachineSet(CapiObject):
     PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (
         column("Cluster", ".spec.clusterName", description="Cluster"),
         column("Desired", ".spec.replicas", "integer", "Number of machines wanted", priority=10),
-        column("Replicas", ".status.replicas", "integer", "Number of machines that are not being deleted"),
+        column("Replicas", ".status.replicas", "integer", "Number of machines, those being deleted included"),
         column("Ready", ".status.readyReplicas", "integer", "Number of ready machines"),
         column(
             "Available",

@@ -37,6 +37,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from anywhere.controllers.etcd import EtcdView
+
 __all__ = [
     "DEFAULT_MAX_LEARNERS",
     "EtcdCluster",
@@ -53,6 +55,7 @@ __all__ = [
     "MemberNotFoundError",
     "NoQuorumError",
     "QuorumRiskError",
+    "etcd_view",
 ]
 
 DEFAULT_MAX_LEARNERS = 1
@@ -579,3 +582,13 @@ def _get(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise EtcdStateError(f"{where}: {key} must be of type {kind.__name__}, got {value!r}")
     return value
+
+
+def etcd_view(cluster: EtcdCluster) -> EtcdView:
+    """The membership as the control plane controller reads it."""
+    leader = cluster.leader
+    return EtcdView(
+        members={m.name: m.healthy for m in cluster.members},
+        learners=frozenset(m.name for m in cluster.learners),
+        leader=leader.name if leader is not None else None,
+    )

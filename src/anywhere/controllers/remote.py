@@ -1,0 +1,157 @@
+"""Access to workload clusters: a client and a Node cache per cluster (what Cluster API's
+ClusterCacheTracker is).
+
+Controllers of the management cluster read the workload clusters' Nodes (a Machine is Running
+when its Node is; a health check watches node conditions; node IPAM gives Nodes their pod CIDRs).
+One client and one Node informer per workload cluster serve them all: the first controller that
+asks starts them, from the cluster's kubeconfig Secret (``NAME-kubeconfig``, key ``value``, in the
+Cluster API Cluster's namespace, as Cluster API stores it); every registered node listener hears
+every cluster's Node events, and maps them to keys of its own controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from anywhere.runtime import (
+    NODES,
+    SECRETS,
+    Client,
+    Informer,
+    KubeConfigError,
+    NotFoundError,
+    parse_kubeconfig,
+)
+
+__all__ = ["ClusterCache", "ClusterNotReachable", "NodeListener", "kubeconfig_secret_name"]
+
+log = logging.getLogger("anywhere.controllers.remote")
+Obj = dict[str, Any]
+# Called as listener(namespace, cluster_name, node) for every add, update and delete of a Node.
+NodeListener = Callable[[str, str, Obj], None]
+
+
+class ClusterNotReachable(Exception):
+    """The workload cluster has no usable kubeconfig yet (its Secret is missing or broken)."""
+
+
+def kubeconfig_secret_name(cluster_name: str) -> str:
+    """Cluster API's name of the Secret holding a cluster's admin kubeconfig."""
+    return f"{cluster_name}-kubeconfig"
+
+
+@dataclass
+class _Remote:
+    secret_version: str
+    client: Client
+    nodes: Informer
+
+
+class ClusterCache:
+    """Clients and Node informers of workload clusters, made on first use and kept until forgotten.
+
+    ``management`` reads the kubeconfig Secrets. The cache owns the clients it makes (closed by
+    :meth:`forget` and :meth:`close`), not ``management``.
+    """
+
+    def __init__(self, management: Client) -> None:
+        self.management = management
+        self._remotes: dict[tuple[str, str], _Remote] = {}
+        self._listeners: list[NodeListener] = []
+        self._lock = asyncio.Lock()
+
+    def add_node_listener(self, listener: NodeListener) -> None:
+        """Hear every Node event of every cluster (of clusters connected later too)."""
+        self._listeners.append(listener)
+
+    async def client(self, namespace: str, cluster: str) -> Client:
+        """The client of a workload cluster; raises :class:`ClusterNotReachable` without a kubeconfig."""
+        return (await self._remote(namespace, cluster)).client
+
+    async def nodes(self, namespace: str, cluster: str) -> Informer:
+        """The cluster's Node informer, started (it may still be filling: see :meth:`synced`)."""
+        return (await self._remote(namespace, cluster)).nodes
+
+    async def synced_nodes(self, namespace: str, cluster: str, timeout: float = 10.0) -> Informer:
+        """The cluster's Node informer once it has listed; raises :class:`ClusterNotReachable` if it
+        cannot list within ``timeout`` seconds (the controller retries later)."""
+        informer = await self.nodes(namespace, cluster)
+        if not informer.synced:
+            try:
+                await asyncio.wait_for(asyncio.shield(informer.wait_synced()), timeout)
+            except TimeoutError:
+                raise ClusterNotReachable(
+                    f"the API of cluster {namespace}/{cluster} did not answer within {timeout:g} s"
+                ) from None
+        return informer
+
+    def connected(self, namespace: str, cluster: str) -> bool:
+        return (namespace, cluster) in self._remotes
+
+    async def forget(self, namespace: str, cluster: str) -> None:
+        """Stop watching a cluster and close its client (the cluster is being deleted)."""
+        remote = self._remotes.pop((namespace, cluster), None)
+        if remote is not None:
+            await self._close(remote)
+
+    async def close(self) -> None:
+        for key in list(self._remotes):
+            await self.forget(*key)
+
+    async def _remote(self, namespace: str, cluster: str) -> _Remote:
+        key = (namespace, cluster)
+        async with self._lock:
+            try:
+                secret = await self.management.get(SECRETS, kubeconfig_secret_name(cluster), namespace)
+            except NotFoundError:
+                raise ClusterNotReachable(
+                    f"the kubeconfig of cluster {namespace}/{cluster} does not exist yet"
+                ) from None
+            version = str(secret["metadata"].get("resourceVersion", ""))
+            remote = self._remotes.get(key)
+            if remote is not None and remote.secret_version == version:
+                return remote
+            if remote is not None:  # the kubeconfig changed (a new endpoint or new credentials)
+                del self._remotes[key]
+                await self._close(remote)
+            client = Client(_kubeconfig(secret, namespace, cluster))
+            informer = Informer(client, NODES, max_retry_delay=5.0)
+            informer.add_handler(
+                on_add=lambda node: self._tell(namespace, cluster, node),
+                on_update=lambda _old, node: self._tell(namespace, cluster, node),
+                on_delete=lambda node: self._tell(namespace, cluster, node),
+            )
+            informer.start()
+            remote = _Remote(version, client, informer)
+            self._remotes[key] = remote
+            log.info("watching the nodes of cluster %s/%s", namespace, cluster)
+            return remote
+
+    def _tell(self, namespace: str, cluster: str, node: Obj) -> None:
+        for listener in self._listeners:
+            try:
+                listener(namespace, cluster, node)
+            except Exception:
+                log.exception("a node listener failed on %s/%s", namespace, cluster)
+
+    @staticmethod
+    async def _close(remote: _Remote) -> None:
+        await remote.nodes.stop()
+        await remote.client.close()
+
+
+def _kubeconfig(secret: Obj, namespace: str, cluster: str) -> Any:
+    encoded = (secret.get("data") or {}).get("value")
+    where = f"Secret {namespace}/{kubeconfig_secret_name(cluster)}"
+    if not encoded:
+        raise ClusterNotReachable(f"{where} has no 'value'")
+    try:
+        return parse_kubeconfig(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError, KubeConfigError) as exc:
+        raise ClusterNotReachable(f"{where} does not hold a usable kubeconfig: {exc}") from None

@@ -1,0 +1,81 @@
+"""Where every kind the controllers read or write lives in the API (one :class:`Resource` each)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from anywhere.api.capi import (
+    BOOTSTRAP_GROUP,
+    CLUSTER_GROUP,
+    CONTROL_PLANE_GROUP,
+    INFRASTRUCTURE_GROUP,
+    VERSION,
+)
+from anywhere.api.v1alpha1 import GROUP as ANYWHERE_GROUP
+from anywhere.api.v1alpha1 import VERSION as ANYWHERE_VERSION
+from anywhere.runtime import CONFIGMAPS, LEASES, NAMESPACES, NODES, PODS, SECRETS, Resource
+
+__all__ = [
+    "CAPI_CLUSTERS",
+    "CONFIGMAPS",
+    "DAEMONSETS",
+    "DEPLOYMENTS",
+    "EKSA_CLUSTERS",
+    "KUBEADM_CONFIGS",
+    "KUBEADM_CONFIG_TEMPLATES",
+    "KUBEADM_CONTROL_PLANES",
+    "LEASES",
+    "MACHINES",
+    "MACHINE_DEPLOYMENTS",
+    "MACHINE_HEALTH_CHECKS",
+    "MACHINE_SETS",
+    "NAMESPACES",
+    "NODES",
+    "PODS",
+    "SECRETS",
+    "SERVICES",
+    "SIM_CLUSTERS",
+    "SIM_DATACENTERS",
+    "SIM_MACHINES",
+    "SIM_MACHINE_CONFIGS",
+    "SIM_MACHINE_TEMPLATES",
+    "SYSTEM_NAMESPACE",
+    "anywhere_resource",
+]
+
+# The namespace Cluster API objects of every anywhere cluster live in, as in EKS Anywhere.
+SYSTEM_NAMESPACE: Final = "eksa-system"
+
+
+def anywhere_resource(plural: str, kind: str) -> Resource:
+    """An ``anywhere.eks.amazonaws.com/v1alpha1`` kind."""
+    return Resource(ANYWHERE_GROUP, ANYWHERE_VERSION, plural, True, kind)
+
+
+EKSA_CLUSTERS: Final = anywhere_resource("clusters", "Cluster")
+SIM_DATACENTERS: Final = anywhere_resource("simdatacenterconfigs", "SimDatacenterConfig")
+SIM_MACHINE_CONFIGS: Final = anywhere_resource("simmachineconfigs", "SimMachineConfig")
+
+CAPI_CLUSTERS: Final = Resource(CLUSTER_GROUP, VERSION, "clusters", True, "Cluster")
+MACHINES: Final = Resource(CLUSTER_GROUP, VERSION, "machines", True, "Machine")
+MACHINE_SETS: Final = Resource(CLUSTER_GROUP, VERSION, "machinesets", True, "MachineSet")
+MACHINE_DEPLOYMENTS: Final = Resource(CLUSTER_GROUP, VERSION, "machinedeployments", True, "MachineDeployment")
+MACHINE_HEALTH_CHECKS: Final = Resource(
+    CLUSTER_GROUP, VERSION, "machinehealthchecks", True, "MachineHealthCheck"
+)
+KUBEADM_CONTROL_PLANES: Final = Resource(
+    CONTROL_PLANE_GROUP, VERSION, "kubeadmcontrolplanes", True, "KubeadmControlPlane"
+)
+KUBEADM_CONFIGS: Final = Resource(BOOTSTRAP_GROUP, VERSION, "kubeadmconfigs", True, "KubeadmConfig")
+KUBEADM_CONFIG_TEMPLATES: Final = Resource(
+    BOOTSTRAP_GROUP, VERSION, "kubeadmconfigtemplates", True, "KubeadmConfigTemplate"
+)
+SIM_CLUSTERS: Final = Resource(INFRASTRUCTURE_GROUP, VERSION, "simclusters", True, "SimCluster")
+SIM_MACHINES: Final = Resource(INFRASTRUCTURE_GROUP, VERSION, "simmachines", True, "SimMachine")
+SIM_MACHINE_TEMPLATES: Final = Resource(
+    INFRASTRUCTURE_GROUP, VERSION, "simmachinetemplates", True, "SimMachineTemplate"
+)
+
+DAEMONSETS: Final = Resource("apps", "v1", "daemonsets", True, "DaemonSet")
+DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", True, "Deployment")
+SERVICES: Final = Resource("", "v1", "services", True, "Service")

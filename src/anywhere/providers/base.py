@@ -1,0 +1,50 @@
+"""The interface between the provider-neutral controllers and one kind of infrastructure."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from anywhere.api.v1alpha1 import Cluster, Object
+    from anywhere.controllers.context import Context
+    from anywhere.controllers.etcd import EtcdAdmin
+    from anywhere.runtime import Controller, Resource
+
+__all__ = ["Provider"]
+
+Obj = dict[str, Any]
+
+
+class Provider(Protocol):
+    """One infrastructure: its kinds, how the cluster controller renders them, its controllers.
+
+    The anywhere cluster controller turns a Cluster and its datacenter and machine configs into
+    Cluster API objects; the infrastructure parts of those (the infrastructure cluster, a machine
+    template per machine group) come from here. The provider's own controllers then make machines
+    real for the infrastructure machines the generic controllers create from those templates.
+    """
+
+    name: str
+    datacenter_kind: str
+    machine_config_kind: str
+    datacenter: Resource
+    machine_config: Resource
+    infra_cluster: Resource
+    infra_machine: Resource
+    infra_machine_template: Resource
+
+    def infra_cluster_spec(self, cluster: Cluster, datacenter: Object) -> Obj:
+        """``spec`` of the infrastructure cluster object."""
+        ...
+
+    def machine_template_spec(self, machine_config: Object) -> Obj:
+        """``spec.template.spec`` of a machine template for machines of ``machine_config``."""
+        ...
+
+    def etcd_admin(self, context: Context) -> EtcdAdmin:
+        """etcd membership operations on this provider's clusters."""
+        ...
+
+    def controllers(self, context: Context) -> list[Controller]:
+        """The provider's controllers (infrastructure cluster and machines), to run with the rest."""
+        ...

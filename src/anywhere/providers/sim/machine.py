@@ -1,0 +1,791 @@
+"""The SimMachine controller: simulated machines, and the kubelet each of them runs.
+
+A SimMachine is made (by the KubeadmControlPlane or MachineSet machinery) for one Machine. Once
+that Machine has its bootstrap data, the machine:
+
+1. leases a node IP from its cluster's DHCP range (:class:`~anywhere.providers.sim.dhcp.LeasePool`
+   rules) and records it in ``status.addresses`` before anything uses it;
+2. boots: after ``bootDelay`` ± ``bootJitter`` it is up, or, at ``failureRate`` (or when annotated
+   ``anywhere.eks.amazonaws.com/sim-fail-boot: "true"``), it fails with ``status.failureReason``.
+   The plan (when the boot started, when it ends, whether it fails) is recorded in annotations
+   before the wait, so a restarted plane neither re-rolls the dice nor restarts the delay;
+3. gets ``spec.providerID`` and ``status.ready``; a control plane machine joins the cluster's etcd
+   (the first one bootstraps it);
+4. runs its "kubelet" in the workload cluster: registers Node ``<machine>``, keeps its status
+   (Ready once the node has a pod CIDR and the CNI is configured, i.e. DaemonSet
+   ``kube-system/cilium`` exists) and renews its Lease ``kube-node-lease/<machine>`` every
+   :data:`HEARTBEAT_PERIOD` seconds. Annotating the SimMachine
+   ``anywhere.eks.amazonaws.com/sim-fail: "true"`` stops the kubelet: the Node's conditions go
+   Unknown (as the node lifecycle controller sets them) and its etcd member becomes unhealthy;
+   removing the annotation brings both back.
+
+The simulated network is one network per plane: machines of clusters that share a node subnet
+share its addresses, and no machine is given a control plane VIP of any cluster. The pool is
+rebuilt from the addresses recorded in the SimMachines (the informer cache) at every allocation,
+so nothing but the API holds it; allocations this process made that the cache does not show yet
+are remembered until it does.
+
+Deletion (finalizer ``simmachine.infrastructure.cluster.x-k8s.io``) stops the kubelet (deletes
+its Lease when the cluster is reachable) and releases the address. The Node and the etcd member
+are left to the Machine and control plane controllers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import datetime as dt
+import hashlib
+import ipaddress
+import logging
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from anywhere.api.capi import CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL
+from anywhere.api.duration import parse_duration
+from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false, set_true
+from anywhere.controllers.context import Context
+from anywhere.controllers.objects import (
+    add_finalizer,
+    annotations_of,
+    controller_of,
+    deleting,
+    is_paused,
+    labels_of,
+    name_of,
+    namespace_of,
+    parse_time,
+    remove_finalizer,
+    write_status,
+)
+from anywhere.controllers.remote import ClusterNotReachable
+from anywhere.controllers.resources import (
+    CAPI_CLUSTERS,
+    DAEMONSETS,
+    LEASES,
+    MACHINES,
+    NODES,
+    SIM_CLUSTERS,
+    SIM_MACHINES,
+)
+from anywhere.providers.sim.dhcp import DhcpError, LeasePool, PoolExhaustedError
+from anywhere.providers.sim.etcd import EtcdCluster
+from anywhere.providers.sim.etcd_admin import change_members
+from anywhere.runtime import (
+    AlreadyExistsError,
+    Client,
+    Controller,
+    Informer,
+    NotFoundError,
+    Result,
+    TransportError,
+    enqueue_mapped,
+    enqueue_self,
+    split_key,
+)
+
+__all__ = [
+    "BOOT_FAILS_ANNOTATION",
+    "BOOT_READY_AT_ANNOTATION",
+    "BOOT_STARTED_ANNOTATION",
+    "CNI_DAEMONSET",
+    "ETCD_JOINED_ANNOTATION",
+    "FAIL_ANNOTATION",
+    "FAIL_BOOT_ANNOTATION",
+    "FINALIZER",
+    "HEARTBEAT_PERIOD",
+    "LEASE_DURATION_SECONDS",
+    "NODE_LEASE_NAMESPACE",
+    "BootPlan",
+    "SimMachineController",
+    "build_pool",
+    "controller",
+    "mac_of",
+    "node_conditions",
+    "plan_boot",
+]
+
+log = logging.getLogger("anywhere.controllers.simmachine")
+Obj = dict[str, Any]
+
+FINALIZER: Final = "simmachine.infrastructure.cluster.x-k8s.io"
+FAIL_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-fail"
+FAIL_BOOT_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-fail-boot"
+BOOT_STARTED_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-boot-started"
+BOOT_READY_AT_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-boot-ready-at"
+BOOT_FAILS_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-boot-fails"
+ETCD_JOINED_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-etcd-joined"
+# The kubelet renews its node Lease this often (kubelet's default: a quarter of the 40 s lease).
+HEARTBEAT_PERIOD: Final = 10.0
+LEASE_DURATION_SECONDS: Final = 40
+NODE_LEASE_NAMESPACE: Final = "kube-node-lease"
+CNI_NAMESPACE: Final = "kube-system"
+CNI_DAEMONSET: Final = "cilium"
+# How soon to look again when something outside our watches may change (a full DHCP range, a
+# workload API that is not served yet).
+RETRY: Final = 5.0
+EXHAUSTED_RETRY: Final = 30.0
+
+MACHINE_ANNOTATION: Final = "cluster.x-k8s.io/machine"
+CLUSTER_NAME_ANNOTATION: Final = "cluster.x-k8s.io/cluster-name"
+CLUSTER_NAMESPACE_ANNOTATION: Final = "cluster.x-k8s.io/cluster-namespace"
+CONTROL_PLANE_ROLE_LABEL: Final = "node-role.kubernetes.io/control-plane"
+
+# What a failed boot is to Cluster API: a terminal error creating the machine.
+BOOT_FAILURE_REASON: Final = "CreateError"
+KUBELET_NOT_READY_MESSAGE: Final = (
+    "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
+    "message:Network plugin returns error: cni plugin not initialized"
+)
+UNKNOWN_MESSAGE: Final = "Kubelet stopped posting node status."
+_PRESSURE = (
+    ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+    ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+)
+_CAPACITY = {"cpu": "2", "memory": "4025424Ki", "pods": "110", "ephemeral-storage": "20134592Ki"}
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def _rfc3339(seconds: float, *, micro: bool = False) -> str:
+    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- pure decisions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BootPlan:
+    """When a boot started, when it ends, and whether it fails: decided once, then recorded."""
+
+    started: float
+    ready_at: float
+    fails: bool
+
+    def annotations(self) -> dict[str, str]:
+        return {
+            BOOT_STARTED_ANNOTATION: _rfc3339(self.started, micro=True),
+            BOOT_READY_AT_ANNOTATION: _rfc3339(self.ready_at, micro=True),
+            BOOT_FAILS_ANNOTATION: "true" if self.fails else "false",
+        }
+
+    @classmethod
+    def recorded(cls, obj: Obj) -> BootPlan | None:
+        meta = annotations_of(obj)
+        started = parse_time(meta.get(BOOT_STARTED_ANNOTATION))
+        ready_at = parse_time(meta.get(BOOT_READY_AT_ANNOTATION))
+        fails = meta.get(BOOT_FAILS_ANNOTATION)
+        if started is None or ready_at is None or fails not in ("true", "false"):
+            return None
+        return cls(started, ready_at, fails == "true")
+
+
+def plan_boot(
+    spec: Obj, annotations: dict[str, str], now: float, rng: random.Random | None = None
+) -> BootPlan:
+    """A boot starting ``now``: ``bootDelay`` ± a uniform ``bootJitter`` (never below 0); it fails
+    with probability ``failureRate``, or surely when annotated to fail."""
+    rng = rng or random.Random()
+    delay = _seconds(spec.get("bootDelay"))
+    jitter = _seconds(spec.get("bootJitter"))
+    if jitter:
+        delay += rng.uniform(-jitter, jitter)
+    rate = spec.get("failureRate") or 0.0
+    fails = _true(annotations.get(FAIL_BOOT_ANNOTATION)) or (
+        isinstance(rate, int | float) and rate > 0 and rng.random() < rate
+    )
+    return BootPlan(now, now + max(0.0, delay), fails)
+
+
+def _seconds(value: Any) -> float:
+    if not isinstance(value, str) or not value:
+        return 0.0
+    try:
+        return max(0.0, parse_duration(value))
+    except ValueError:
+        return 0.0
+
+
+def mac_of(machine: Obj) -> str:
+    """The simulated network card's MAC: locally administered, derived from the object's uid (a
+    machine made again under the same name is a new machine, with a new MAC)."""
+    uid = str((machine.get("metadata") or {}).get("uid") or f"{namespace_of(machine)}/{name_of(machine)}")
+    digest = hashlib.sha256(uid.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
+def internal_ip(machine: Obj) -> str | None:
+    for address in (machine.get("status") or {}).get("addresses") or ():
+        if address.get("type") == "InternalIP" and address.get("address"):
+            return str(address["address"])
+    return None
+
+
+def build_pool(
+    cluster: Obj,
+    clusters: Iterable[Obj],
+    machines: Iterable[Obj],
+    pending: Iterable[tuple[str, str, str]] = (),
+) -> LeasePool:
+    """The DHCP pool of ``cluster``'s node network as the plane's objects say it is now.
+
+    Reserved: the gateway and the control plane VIP of every cluster. Leased: every address a
+    machine recorded (and every ``(mac, hostname, address)`` in ``pending``: allocations not in
+    the cache yet) that falls in the range. Raises :class:`DhcpError` when the cluster's node
+    network makes no sense.
+    """
+    spec = cluster.get("spec") or {}
+    span = spec.get("dhcpRange") or {}
+    reserved: dict[str, str] = {}
+    if spec.get("gateway"):
+        reserved[str(spec["gateway"])] = "gateway"
+    for other in clusters:
+        vip = (other.get("spec") or {}).get("controlPlaneVIP")
+        if vip:
+            reserved.setdefault(
+                str(vip), f"control plane endpoint of cluster {namespace_of(other)}/{name_of(other)}"
+            )
+    pool = LeasePool(
+        str(spec.get("nodeSubnet") or ""),
+        str(span.get("start") or ""),
+        str(span.get("end") or ""),
+        reserved=reserved,
+    )
+    taken: set[ipaddress.IPv4Address] = set(pool.reserved)
+    macs: set[str] = set()
+    leases: list[Obj] = []
+    entries = [(mac_of(m), name_of(m), internal_ip(m)) for m in machines]
+    for mac, hostname, text in [*entries, *pending]:
+        if not text or mac in macs:
+            continue
+        try:
+            address = ipaddress.IPv4Address(text)
+        except ValueError:
+            continue
+        if not pool.start <= address <= pool.end or address in taken:
+            continue
+        taken.add(address)
+        macs.add(mac)
+        leases.append({"mac": mac, "hostname": hostname, "address": text, "expiresAt": None})
+    return LeasePool.from_dict({**pool.to_dict(), "leases": leases})
+
+
+def node_conditions(previous: list[Obj], *, failing: bool, ready: bool, now: str) -> tuple[list[Obj], bool]:
+    """The Node's conditions as its kubelet (or, when ``failing``, the node lifecycle controller)
+    would write them, and whether they differ from ``previous`` in anything but heartbeat times.
+
+    ``lastTransitionTime`` moves only when a condition's status changes; ``lastHeartbeatTime`` is
+    ``now`` for a live kubelet and stays what it was once the kubelet has stopped.
+    """
+    wanted: list[tuple[str, str, str, str]] = []
+    for type_, reason, message in _PRESSURE:
+        wanted.append(
+            (type_, "Unknown", "NodeStatusUnknown", UNKNOWN_MESSAGE)
+            if failing
+            else (type_, "False", reason, message)
+        )
+    if failing:
+        wanted.append((READY, "Unknown", "NodeStatusUnknown", UNKNOWN_MESSAGE))
+    elif ready:
+        wanted.append((READY, "True", "KubeletReady", "kubelet is posting ready status"))
+    else:
+        wanted.append((READY, "False", "KubeletNotReady", KUBELET_NOT_READY_MESSAGE))
+    old = {c.get("type"): c for c in previous}
+    conditions: list[Obj] = []
+    changed = len(previous) != len(wanted)
+    for type_, status, reason, message in wanted:
+        before = old.get(type_) or {}
+        same = (before.get("status"), before.get("reason"), before.get("message")) == (
+            status,
+            reason,
+            message,
+        )
+        changed = changed or not same
+        conditions.append(
+            {
+                "type": type_,
+                "status": status,
+                "lastHeartbeatTime": before.get("lastHeartbeatTime", now) if failing else now,
+                "lastTransitionTime": before.get("lastTransitionTime", now)
+                if before.get("status") == status
+                else now,
+                "reason": reason,
+                "message": message,
+            }
+        )
+    return conditions, changed
+
+
+# -- the controller --------------------------------------------------------------------------------------
+
+
+class SimMachineController(Controller):
+    """Reconciles SimMachines (see the module doc)."""
+
+    def __init__(self, ctx: Context, *, workers: int = 2) -> None:
+        super().__init__("simmachine", self._reconcile, workers=workers)
+        self.ctx = ctx
+        self.machines = ctx.manager.informer(SIM_MACHINES)
+        self.owners = ctx.manager.informer(MACHINES)
+        self.clusters = ctx.manager.informer(SIM_CLUSTERS)
+        self.capi_clusters = ctx.manager.informer(CAPI_CLUSTERS)
+        self.watch(SIM_MACHINES, enqueue_self)
+        self.watch(MACHINES, enqueue_mapped(self._infra_machine_of))
+        self.watch(SIM_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
+        self.watch(CAPI_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
+        ctx.clusters.add_node_listener(self._on_node)
+        self._lease_lock = asyncio.Lock()
+        # Derived, in-memory only (a restart rebuilds them from the API):
+        self._pending: dict[str, tuple[str, str, str]] = {}  # key -> (mac, hostname, address) not cached yet
+        self._renewed: dict[str, float] = {}  # key -> monotonic time of the last Lease renewal
+        self._etcd_health: dict[str, bool] = {}  # key -> member health last written
+        self._cni: set[tuple[str, str]] = set()  # clusters whose CNI is known to be configured
+        self._starved: set[str] = set()  # machines waiting for an address to come free
+
+    # -- event mapping -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _infra_machine_of(machine: Obj) -> Iterable[str]:
+        ref = (machine.get("spec") or {}).get("infrastructureRef") or {}
+        if ref.get("kind") == "SimMachine" and ref.get("name"):
+            yield f"{ref.get('namespace') or namespace_of(machine)}/{ref['name']}"
+
+    def _machines_of_cluster(self, cluster: Obj) -> Iterable[str]:
+        namespace, name = namespace_of(cluster), name_of(cluster)
+        for machine in self.machines.list():
+            if namespace_of(machine) == namespace and labels_of(machine).get(CLUSTER_NAME_LABEL) == name:
+                yield f"{namespace}/{name_of(machine)}"
+
+    def _on_node(self, namespace: str, cluster: str, node: Obj) -> None:
+        meta = (node.get("metadata") or {}).get("annotations") or {}
+        if (
+            meta.get(CLUSTER_NAMESPACE_ANNOTATION) == namespace
+            and meta.get(CLUSTER_NAME_ANNOTATION) == cluster
+        ):
+            self.enqueue(f"{namespace}/{name_of(node)}")
+
+    # -- reconcile -----------------------------------------------------------------------------------
+
+    def _forget(self, key: str) -> None:
+        self._pending.pop(key, None)
+        self._renewed.pop(key, None)
+        self._etcd_health.pop(key, None)
+        self._starved.discard(key)
+
+    def _released(self) -> None:
+        """An address came free: the machines waiting for one try again now."""
+        starved, self._starved = self._starved, set()
+        for key in starved:
+            self.enqueue(key)
+
+    async def _reconcile(self, key: str) -> Result | None:
+        namespace, name = split_key(key)
+        obj = self.machines.get(key)
+        if obj is None or namespace is None:
+            self._forget(key)
+            self._released()  # its address, if it had one, is free now
+            return None
+        cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL, "")
+        capi = self.capi_clusters.get(f"{namespace}/{cluster_name}") if cluster_name else None
+        if is_paused(obj) or (
+            capi is not None and (is_paused(capi) or (capi.get("spec") or {}).get("paused"))
+        ):
+            return None
+        if deleting(obj):
+            await self._delete(obj, cluster_name, capi)
+            return None
+        obj = await add_finalizer(self.ctx.client, SIM_MACHINES, obj, FINALIZER)
+        status = obj.get("status") or {}
+        if status.get("failureReason"):
+            return None  # terminal: the machine is replaced, not repaired
+
+        owner_ref = controller_of(obj)
+        owner = (
+            self.owners.get(f"{namespace}/{owner_ref['name']}")
+            if owner_ref is not None and owner_ref.get("kind") == "Machine"
+            else None
+        )
+        if owner is None:
+            return await self._waiting(obj, "WaitingForMachine", "waiting for the owner Machine")
+        owner_spec = owner.get("spec") or {}
+        if not ((owner_spec.get("bootstrap") or {}).get("dataSecretName")):
+            return await self._waiting(obj, "WaitingForBootstrapData", "waiting for the bootstrap data")
+        cluster_name = cluster_name or str(owner_spec.get("clusterName") or "")
+        sim_cluster = self._sim_cluster(namespace, cluster_name, capi)
+        if sim_cluster is None:
+            return await self._waiting(
+                obj, "WaitingForInfrastructure", f"waiting for SimCluster {cluster_name}"
+            )
+
+        address = internal_ip(obj)
+        if address is None:
+            leased = await self._lease(key, obj, sim_cluster)
+            if isinstance(leased, Result):
+                return leased
+            obj, address = leased
+
+        plan = BootPlan.recorded(obj)
+        if plan is None:
+            plan = plan_boot(obj.get("spec") or {}, annotations_of(obj), time.time())
+            obj = await self._patch_metadata(obj, {"annotations": plan.annotations()})
+            log.info(
+                "machine %s: booting with address %s, up in %.1f s%s",
+                key,
+                address,
+                plan.ready_at - plan.started,
+                " (this boot will fail)" if plan.fails else "",
+            )
+        remaining = plan.ready_at - time.time()
+        if remaining > 0:
+            return Result(requeue_after=remaining)
+
+        if plan.fails or _true(annotations_of(obj).get(FAIL_BOOT_ANNOTATION)):
+            await self._boot_failed(obj, plan)
+            return None
+
+        provider_id = f"sim://{namespace}/{cluster_name}/{name}"
+        if (obj.get("spec") or {}).get("providerID") != provider_id:
+            obj = await self.ctx.client.patch(
+                SIM_MACHINES,
+                name,
+                {
+                    "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                    "spec": {"providerID": provider_id},
+                },
+                namespace,
+            )
+        new_status = copy.deepcopy(obj.get("status") or {})
+        new_status["ready"] = True
+        new_status["addresses"] = _addresses(address, name)
+        set_true(new_status, READY)
+        obj = await write_status(self.ctx.client, SIM_MACHINES, obj, new_status)
+
+        if not (sim_cluster.get("status") or {}).get("ready"):
+            return Result(requeue_after=RETRY)  # the workload API is not served yet
+        try:
+            return await self._kubelet(key, obj, owner, cluster_name, address, provider_id)
+        except (ClusterNotReachable, TransportError) as exc:
+            log.debug(
+                "machine %s: the API of cluster %s/%s is not reachable: %s", key, namespace, cluster_name, exc
+            )
+            return Result(requeue_after=RETRY)
+
+    def _sim_cluster(self, namespace: str, cluster_name: str, capi: Obj | None) -> Obj | None:
+        ref = ((capi or {}).get("spec") or {}).get("infrastructureRef") or {}
+        name = ref.get("name") if ref.get("kind") == "SimCluster" else None
+        return self.clusters.get(f"{namespace}/{name or cluster_name}")
+
+    async def _waiting(self, obj: Obj, reason: str, message: str, severity: str = "Info") -> Result | None:
+        """Report what the machine waits for; an event of a watched kind brings it back."""
+        status = copy.deepcopy(obj.get("status") or {})
+        status.setdefault("ready", False)
+        set_false(status, READY, reason, message, severity)
+        await write_status(self.ctx.client, SIM_MACHINES, obj, status)
+        return None
+
+    async def _patch_metadata(self, obj: Obj, metadata: Obj) -> Obj:
+        return await self.ctx.client.patch(
+            SIM_MACHINES,
+            name_of(obj),
+            {"metadata": {**metadata, "resourceVersion": obj["metadata"]["resourceVersion"]}},
+            namespace_of(obj),
+        )
+
+    # -- addresses ------------------------------------------------------------------------------------
+
+    async def _lease(self, key: str, obj: Obj, sim_cluster: Obj) -> tuple[Obj, str] | Result:
+        """Lease an address and record it in the SimMachine's status."""
+        mac = mac_of(obj)
+        async with self._lease_lock:
+            cached = {f"{namespace_of(m)}/{name_of(m)}" for m in self.machines.list() if internal_ip(m)}
+            for done in [k for k in self._pending if k in cached]:
+                del self._pending[done]
+            try:
+                pool = build_pool(
+                    sim_cluster, self.clusters.list(), self.machines.list(), self._pending.values()
+                )
+                address = str(pool.lease(mac, name_of(obj)))
+            except PoolExhaustedError as exc:
+                log.warning("machine %s: %s", key, exc)
+                self._starved.add(key)
+                await self._waiting(obj, "DHCPExhausted", str(exc), WARNING)
+                return Result(requeue_after=EXHAUSTED_RETRY)
+            except DhcpError as exc:
+                message = f"the node network of SimCluster {name_of(sim_cluster)} is unusable: {exc}"
+                await self._waiting(obj, "InvalidNodeNetwork", message, ERROR)
+                return Result(requeue_after=EXHAUSTED_RETRY)
+            self._pending[key] = (mac, name_of(obj), address)
+            self._starved.discard(key)
+        status = copy.deepcopy(obj.get("status") or {})
+        status["ready"] = False
+        status["addresses"] = _addresses(address, name_of(obj))
+        set_false(status, READY, "Booting", f"booting with address {address}")
+        obj = await write_status(self.ctx.client, SIM_MACHINES, obj, status)
+        return obj, address
+
+    # -- boot ------------------------------------------------------------------------------------------
+
+    async def _boot_failed(self, obj: Obj, plan: BootPlan) -> None:
+        annotated = _true(annotations_of(obj).get(FAIL_BOOT_ANNOTATION))
+        cause = (
+            f"annotation {FAIL_BOOT_ANNOTATION}"
+            if annotated
+            else f"failureRate {(obj.get('spec') or {}).get('failureRate')}"
+        )
+        message = f"machine {name_of(obj)} failed to boot (simulated failure, {cause})"
+        status = copy.deepcopy(obj.get("status") or {})
+        status.update(ready=False, failureReason=BOOT_FAILURE_REASON, failureMessage=message)
+        set_false(status, READY, "BootFailed", message, ERROR)
+        await write_status(self.ctx.client, SIM_MACHINES, obj, status)
+        log.info("machine %s/%s: %s", namespace_of(obj), name_of(obj), message)
+
+    # -- the kubelet -----------------------------------------------------------------------------------
+
+    async def _kubelet(
+        self, key: str, obj: Obj, owner: Obj, cluster: str, address: str, provider_id: str
+    ) -> Result | None:
+        namespace = namespace_of(obj)
+        # One look-up of the cluster gives both its Node cache and its client.
+        nodes = await self.ctx.clusters.nodes(namespace, cluster)
+        client = nodes.client
+        failing = _true(annotations_of(obj).get(FAIL_ANNOTATION))
+        control_plane = CONTROL_PLANE_LABEL in labels_of(obj) or CONTROL_PLANE_LABEL in labels_of(owner)
+        owner_deleting = deleting(owner)
+        if control_plane:
+            obj = await self._etcd(
+                key, obj, client, cluster, address, healthy=not failing, join=not owner_deleting
+            )
+        node = await self._node(
+            obj,
+            owner,
+            nodes,
+            namespace,
+            cluster,
+            address,
+            provider_id,
+            control_plane,
+            failing,
+            owner_deleting,
+        )
+        if node is None or failing:
+            self._renewed.pop(key, None)
+            return None
+        due = self._renewed.get(key, float("-inf")) + HEARTBEAT_PERIOD - time.monotonic()
+        if due > 0.5:
+            return Result(requeue_after=due)
+        await self._renew_lease(client, node)
+        self._renewed[key] = time.monotonic()
+        return Result(requeue_after=HEARTBEAT_PERIOD)
+
+    async def _etcd(
+        self, key: str, obj: Obj, client: Client, cluster: str, address: str, *, healthy: bool, join: bool
+    ) -> Obj:
+        name = name_of(obj)
+        joined = _true(annotations_of(obj).get(ETCD_JOINED_ANNOTATION))
+        if joined and self._etcd_health.get(key) == healthy:
+            return obj
+        peer, client_url = f"https://{address}:2380", f"https://{address}:2379"
+
+        def change(members: EtcdCluster | None) -> EtcdCluster | None:
+            if members is None or name not in members:
+                if joined or not join:
+                    return None  # removed by the control plane controller: never join again
+                if members is None or not len(members):
+                    members = members or EtcdCluster(cluster)
+                    members.bootstrap(name, peer, client_url)
+                else:
+                    members.add_member(name, peer, client_url)
+                    members.mark_healthy(name)  # the learner started and caught up
+                    members.promote(name)
+            member = members.member(name)
+            if member.healthy != healthy:
+                (members.mark_healthy if healthy else members.mark_unhealthy)(name)
+            if healthy and members.member(name).is_learner:
+                members.promote(name)
+            return members
+
+        await change_members(client, cluster, change)
+        self._etcd_health[key] = healthy
+        if not joined and join:
+            obj = await self._patch_metadata(obj, {"annotations": {ETCD_JOINED_ANNOTATION: "true"}})
+            log.info("machine %s: joined the etcd cluster of %s", key, cluster)
+        return obj
+
+    async def _node(
+        self,
+        obj: Obj,
+        owner: Obj,
+        nodes: Informer,
+        namespace: str,
+        cluster: str,
+        address: str,
+        provider_id: str,
+        control_plane: bool,
+        failing: bool,
+        owner_deleting: bool,
+    ) -> Obj | None:
+        name = name_of(obj)
+        client = nodes.client
+        node: Obj | None
+        if nodes.synced:
+            node = nodes.get(name)
+        else:
+            try:
+                node = await client.get(NODES, name)
+            except NotFoundError:
+                node = None
+        version = str((owner.get("spec") or {}).get("version") or "")
+        labels = {
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": "amd64",
+        }
+        if control_plane:
+            labels[CONTROL_PLANE_ROLE_LABEL] = ""
+        annotations = {
+            MACHINE_ANNOTATION: str((controller_of(obj) or {}).get("name") or name),
+            CLUSTER_NAME_ANNOTATION: cluster,
+            CLUSTER_NAMESPACE_ANNOTATION: namespace,
+        }
+        if node is None:
+            if owner_deleting or failing:
+                return None  # a machine on its way out (or a dead kubelet) registers nothing
+            try:
+                node = await client.create(
+                    NODES,
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Node",
+                        "metadata": {"name": name, "labels": labels, "annotations": annotations},
+                        "spec": {"providerID": provider_id},
+                    },
+                )
+            except AlreadyExistsError:
+                node = await client.get(NODES, name)
+            log.info("machine %s/%s: registered node %s in cluster %s", namespace, name, name, cluster)
+        meta = node.get("metadata") or {}
+        if not (
+            all((meta.get("labels") or {}).get(k) == v for k, v in labels.items())
+            and all((meta.get("annotations") or {}).get(k) == v for k, v in annotations.items())
+        ):
+            node = await client.patch(
+                NODES,
+                name,
+                {
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": annotations,
+                        "resourceVersion": meta.get("resourceVersion"),
+                    }
+                },
+            )
+
+        current = node.get("status") or {}
+        pod_cidr = (node.get("spec") or {}).get("podCIDR")
+        ready = bool(pod_cidr) and not failing and await self._cni_configured(client, namespace, cluster)
+        conditions, changed = node_conditions(
+            list(current.get("conditions") or []), failing=failing, ready=ready, now=_rfc3339(time.time())
+        )
+        status = {
+            **current,
+            "addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": name}],
+            "capacity": dict(_CAPACITY),
+            "allocatable": dict(_CAPACITY),
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": _node_info(obj, version),
+        }
+        changed = changed or any(status[k] != current.get(k) for k in status)
+        if changed:
+            status["conditions"] = conditions
+            node = await client.update_status(NODES, {**node, "status": status})
+        return node
+
+    async def _cni_configured(self, client: Client, namespace: str, cluster: str) -> bool:
+        """Whether the CNI (Cilium's DaemonSet) is installed; once seen, a node keeps its CNI config."""
+        if (namespace, cluster) in self._cni:
+            return True
+        try:
+            await client.get(DAEMONSETS, CNI_DAEMONSET, CNI_NAMESPACE)
+        except NotFoundError:
+            return False
+        self._cni.add((namespace, cluster))
+        return True
+
+    async def _renew_lease(self, client: Client, node: Obj) -> None:
+        name = name_of(node)
+        now = _rfc3339(time.time(), micro=True)
+        try:
+            await client.patch(
+                LEASES, name, {"spec": {"renewTime": now, "holderIdentity": name}}, NODE_LEASE_NAMESPACE
+            )
+        except NotFoundError:
+            lease = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": name,
+                    "namespace": NODE_LEASE_NAMESPACE,
+                    "ownerReferences": [
+                        {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}
+                    ],
+                },
+                "spec": {
+                    "holderIdentity": name,
+                    "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                    "renewTime": now,
+                },
+            }
+            with contextlib.suppress(AlreadyExistsError):
+                await client.create(LEASES, lease)
+
+    # -- deletion ----------------------------------------------------------------------------------------
+
+    async def _delete(self, obj: Obj, cluster: str, capi: Obj | None) -> None:
+        key = f"{namespace_of(obj)}/{name_of(obj)}"
+        sim_cluster = self._sim_cluster(namespace_of(obj), cluster, capi) if cluster else None
+        going = (capi is not None and deleting(capi)) or sim_cluster is None
+        if not going:  # with the cluster on its way out, nobody reads the Lease any more
+            try:
+                client = await self.ctx.clusters.client(namespace_of(obj), cluster)
+                await client.delete(LEASES, name_of(obj), NODE_LEASE_NAMESPACE)
+            except (ClusterNotReachable, TransportError, NotFoundError):
+                pass  # nothing to stop, or nobody to tell
+        self._forget(key)  # the address is free once the object is gone from the cache
+        await remove_finalizer(self.ctx.client, SIM_MACHINES, obj, FINALIZER)
+
+
+def _addresses(address: str, hostname: str) -> list[Obj]:
+    return [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": hostname}]
+
+
+def _node_info(obj: Obj, version: str) -> Obj:
+    uid = str((obj.get("metadata") or {}).get("uid") or name_of(obj))
+    digest = hashlib.sha256(uid.encode()).hexdigest()
+    boot = hashlib.sha256((uid + annotations_of(obj).get(BOOT_STARTED_ANNOTATION, "")).encode()).hexdigest()
+    return {
+        "architecture": "amd64",
+        "bootID": f"{boot[:8]}-{boot[8:12]}-{boot[12:16]}-{boot[16:20]}-{boot[20:32]}",
+        "containerRuntimeVersion": "containerd://1.7.24",
+        "kernelVersion": "6.8.0-sim",
+        "kubeProxyVersion": version,
+        "kubeletVersion": version,
+        "machineID": digest[:32],
+        "operatingSystem": "linux",
+        "osImage": "Ubuntu 22.04.5 LTS",
+        "systemUUID": f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}",
+    }
+
+
+def controller(ctx: Context, *, workers: int = 2) -> SimMachineController:
+    """The SimMachine controller (see the module doc)."""
+    return SimMachineController(ctx, workers=workers)

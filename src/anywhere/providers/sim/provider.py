@@ -1,0 +1,94 @@
+"""The ``sim`` provider as the generic controllers see it (:class:`~anywhere.providers.base.Provider`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from anywhere.api.infra.sim import default_machine
+from anywhere.api.v1alpha1.sim import SimDatacenterConfig, SimMachineConfig
+from anywhere.controllers.resources import (
+    SIM_CLUSTERS,
+    SIM_DATACENTERS,
+    SIM_MACHINE_CONFIGS,
+    SIM_MACHINE_TEMPLATES,
+    SIM_MACHINES,
+)
+
+if TYPE_CHECKING:
+    from anywhere.api.v1alpha1 import Cluster, Object
+    from anywhere.controllers.context import Context
+    from anywhere.controllers.etcd import EtcdAdmin
+    from anywhere.runtime import Controller
+
+__all__ = ["PROVIDER", "SimProvider"]
+
+Obj = dict[str, Any]
+
+# Workers per controller: reconciles wait on the network (the workload APIs), and every machine
+# heartbeats every 10 s, so machines need more of them than clusters do.
+CLUSTER_WORKERS = 4
+MACHINE_WORKERS = 16
+
+
+class SimProvider:
+    """In-memory machines on a simulated node network, one API endpoint per cluster."""
+
+    name = "sim"
+    datacenter_kind = SimDatacenterConfig.KIND
+    machine_config_kind = SimMachineConfig.KIND
+    datacenter = SIM_DATACENTERS
+    machine_config = SIM_MACHINE_CONFIGS
+    infra_cluster = SIM_CLUSTERS
+    infra_machine = SIM_MACHINES
+    infra_machine_template = SIM_MACHINE_TEMPLATES
+
+    def infra_cluster_spec(self, cluster: Cluster, datacenter: Object) -> Obj:
+        """The SimCluster's node network (from the SimDatacenterConfig) and the endpoint VIP."""
+        if not isinstance(datacenter, SimDatacenterConfig):
+            raise TypeError(f"the sim provider needs a SimDatacenterConfig, not {datacenter.kind}")
+        spec: Obj = {}
+        network = datacenter.spec
+        if network.node_subnet:
+            spec["nodeSubnet"] = network.node_subnet
+        if network.gateway:
+            spec["gateway"] = network.gateway
+        if network.dhcp_range is not None:
+            spec["dhcpRange"] = network.dhcp_range.to_dict()
+        control = cluster.spec.control_plane_configuration
+        host = control.endpoint.host if control is not None and control.endpoint is not None else None
+        if host:
+            spec["controlPlaneVIP"] = host
+        return spec
+
+    def machine_template_spec(self, machine_config: Object) -> Obj:
+        """How machines of this config behave, defaults applied (on a copy)."""
+        if not isinstance(machine_config, SimMachineConfig):
+            raise TypeError(f"the sim provider needs a SimMachineConfig, not {machine_config.kind}")
+        config = machine_config.model_copy(deep=True)
+        default_machine(config)
+        return {
+            "bootDelay": config.spec.boot_delay,
+            "bootJitter": config.spec.boot_jitter,
+            "failureRate": config.spec.failure_rate,
+        }
+
+    def etcd_admin(self, context: Context) -> EtcdAdmin:
+        from anywhere.providers.sim.etcd_admin import SimEtcdAdmin
+
+        return SimEtcdAdmin(context)
+
+    def controllers(self, context: Context) -> list[Controller]:
+        from anywhere.providers.sim import cluster, machine
+
+        return [
+            cluster.controller(context, workers=CLUSTER_WORKERS),
+            machine.controller(context, workers=MACHINE_WORKERS),
+        ]
+
+
+PROVIDER = SimProvider()
+
+if TYPE_CHECKING:
+    from anywhere.providers.base import Provider
+
+    _conforms: Provider = PROVIDER
