@@ -13,10 +13,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-## demo: generate a cluster configuration for the embedded sim provider and validate it
+## demo: create a cluster (3 control plane machines, 2 workers) on the embedded sim provider
 demo: $(BIN)/.installed
-	$(BIN)/anywhere generate clusterconfig demo --provider sim > demo.yaml
-	$(BIN)/anywhere validate -f demo.yaml
+	test -f demo.yaml || $(BIN)/anywhere generate clusterconfig demo --provider sim > demo.yaml
+	$(BIN)/anywhere create cluster -f demo.yaml
 
 ## lint: ruff and the type checker (strict on anywhere.api)
 lint: $(BIN)/.installed
@@ -29,4 +29,5 @@ test: lint
 	$(BIN)/pytest
 
 clean:
+	-test -d demo && $(BIN)/anywhere delete cluster demo
 	rm -rf $(VENV) demo.yaml .pytest_cache .mypy_cache .ruff_cache .hypothesis
