@@ -447,8 +447,9 @@ class SimMachineController(Controller):
         if remaining > 0:
             return Result(requeue_after=remaining)
 
-        if plan.fails or _true(annotations_of(obj).get(FAIL_BOOT_ANNOTATION)):
-            await self._boot_failed(obj, plan)
+        booted = bool((obj.get("status") or {}).get("ready"))
+        if not booted and (plan.fails or _true(annotations_of(obj).get(FAIL_BOOT_ANNOTATION))):
+            await self._boot_failed(obj)
             return None
 
         provider_id = f"sim://{namespace}/{cluster_name}/{name}"
@@ -468,6 +469,8 @@ class SimMachineController(Controller):
         set_true(new_status, READY)
         obj = await write_status(self.ctx.client, SIM_MACHINES, obj, new_status)
 
+        if deleting(sim_cluster):
+            return None  # its API is going away, and this machine with it
         if not (sim_cluster.get("status") or {}).get("ready"):
             return Result(requeue_after=RETRY)  # the workload API is not served yet
         try:
@@ -533,7 +536,7 @@ class SimMachineController(Controller):
 
     # -- boot ------------------------------------------------------------------------------------------
 
-    async def _boot_failed(self, obj: Obj, plan: BootPlan) -> None:
+    async def _boot_failed(self, obj: Obj) -> None:
         annotated = _true(annotations_of(obj).get(FAIL_BOOT_ANNOTATION))
         cause = (
             f"annotation {FAIL_BOOT_ANNOTATION}"
@@ -753,7 +756,7 @@ class SimMachineController(Controller):
     async def _delete(self, obj: Obj, cluster: str, capi: Obj | None) -> None:
         key = f"{namespace_of(obj)}/{name_of(obj)}"
         sim_cluster = self._sim_cluster(namespace_of(obj), cluster, capi) if cluster else None
-        going = (capi is not None and deleting(capi)) or sim_cluster is None
+        going = (capi is not None and deleting(capi)) or sim_cluster is None or deleting(sim_cluster)
         if not going:  # with the cluster on its way out, nobody reads the Lease any more
             try:
                 client = await self.ctx.clusters.client(namespace_of(obj), cluster)
