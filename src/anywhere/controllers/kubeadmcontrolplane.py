@@ -223,9 +223,7 @@ class ControlPlaneReconciler:
             others = [n for n in etcd.healthy_voters if n != target]
             if not others:
                 return None
-            return kcp_plan.MoveLeader(
-                target, others[-1], "the machine to remediate leads etcd"
-            )
+            return kcp_plan.MoveLeader(target, others[-1], "the machine to remediate leads etcd")
         return kcp_plan.RemoveEtcdMember(target, "remediating a machine a health check found unhealthy")
 
     async def _act(
