@@ -1,7 +1,7 @@
 """Scale benchmark of a management plane: N workload clusters created at once, until all are Ready.
 
-    .venv/bin/python bench/scale.py [--clusters 100] [--concurrency 8] [--timeout 900] [--keep]
-                                    [--profile FILE]
+    .venv/bin/python bench/scale.py [--clusters 100] [--concurrency 8] [--rate R] [--timeout 900]
+                                    [--keep] [--profile FILE]
 
 It starts one real management plane (``anywhere serve --controllers --self-cluster mgmt``) in a
 temporary folder, creates the self-managed cluster "mgmt" (1 control plane + 1 worker) and waits
@@ -22,6 +22,11 @@ clusters): how many plain writes per second the management API takes (ConfigMaps
 deleted, as concurrently as the clusters are submitted, for 5 s). The clusters' management API
 writes at that rate give the time the writes alone would need; the ratio of the real time to it says
 how much of the cost is the API and how much is the controllers. Nothing here asserts a time.
+
+--rate R paces the submissions (R clusters per second) instead of sending them all at once: with
+all N sent in a second, time-to-Ready is mostly queueing behind the others, so last/first grows
+with N on any plane slower than the burst; at a rate the plane keeps up with, last/first measures
+how much each cluster slows down as the plane fills up (what Cluster API's bar is about).
 
 --profile FILE records the plane with py-spy (if installed) while the clusters are created
 (collapsed stacks; the profiler takes CPU from a 2-core machine, so profile in a separate run).
@@ -276,7 +281,8 @@ class Tracker:
                             await self._notify()
             except Expired:
                 resource_version = None
-            except TransportError:
+            except (APIError, TransportError):
+                resource_version = None
                 await asyncio.sleep(0.5)
             self.reconnects += 1
 
@@ -297,12 +303,51 @@ class Tracker:
 
 # ---- /metrics -----------------------------------------------------------------------------------------
 
-_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)", re.MULTILINE)
+_SAMPLE = re.compile(
+    r"^apiserver_request_(?P<metric>total|duration_seconds_sum)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)",
+    re.MULTILINE,
+)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
+Key = tuple[str, str]
 
 
-async def request_counts(config: KubeConfig) -> Counter[tuple[str, str]]:
-    """apiserver_request_total of one API server, summed by (verb, resource) over codes."""
+@dataclass
+class Requests:
+    """An API server's requests by (verb, resource), and the time it spent answering them (µs)."""
+
+    counts: Counter[Key] = field(default_factory=Counter)
+    micros: Counter[Key] = field(default_factory=Counter)
+
+    def __sub__(self, other: Requests) -> Requests:
+        return Requests(self.counts - other.counts, self.micros - other.micros)
+
+    def add(self, other: Requests) -> None:
+        self.counts.update(other.counts)
+        self.micros.update(other.micros)
+
+    def without_watches(self) -> Requests:
+        """Watches count once, at their end, and last as long as the stream: not a cost per call."""
+        return Requests(
+            Counter({k: v for k, v in self.counts.items() if k[0] != "watch"}),
+            Counter({k: v for k, v in self.micros.items() if k[0] != "watch"}),
+        )
+
+    @property
+    def writes(self) -> int:
+        return sum(n for (verb, _), n in self.counts.items() if verb in WRITE_VERBS)
+
+    def top(self, per: int, limit: int) -> str:
+        """The most frequent requests, per cluster: how many, and the server's time answering them."""
+        return "\n".join(
+            f"      {verb:<8} {resource or '-':<52} {n / per:7.1f}   "
+            f"{self.micros[verb, resource] / per / 1000:7.1f} ms"
+            for (verb, resource), n in self.counts.most_common(limit)
+            if n
+        )
+
+
+async def requests_of(config: KubeConfig) -> Requests:
+    """apiserver_request_total and _duration_seconds_sum of one API server, by (verb, resource)."""
     headers = dict(config.headers)
     if config.token:
         headers["Authorization"] = f"Bearer {config.token}"
@@ -313,22 +358,21 @@ async def request_counts(config: KubeConfig) -> Counter[tuple[str, str]]:
     ):
         response.raise_for_status()
         text = await response.text()
-    counts: Counter[tuple[str, str]] = Counter()
+    found = Requests()
     for match in _SAMPLE.finditer(text):
         labels = dict(_LABEL.findall(match.group("labels")))
-        counts[labels.get("verb", "?"), labels.get("resource", "")] += int(float(match.group("value")))
-    return counts
+        key = labels.get("verb", "?"), labels.get("resource", "")
+        value = float(match.group("value"))
+        if match.group("metric") == "total":
+            found.counts[key] += int(value)
+        else:
+            found.micros[key] += int(value * 1e6)
+    return found
 
 
-def writes(counts: Counter[tuple[str, str]]) -> int:
-    return sum(n for (verb, _), n in counts.items() if verb in WRITE_VERBS)
-
-
-async def workload_request_counts(
-    client: Client, names: Iterable[str], concurrency: int
-) -> tuple[Counter[tuple[str, str]], int]:
-    """The request counts of every workload cluster's own API summed, and how many answered."""
-    total: Counter[tuple[str, str]] = Counter()
+async def workload_requests(client: Client, names: Iterable[str], concurrency: int) -> tuple[Requests, int]:
+    """The requests of every workload cluster's own API summed, and how many clusters answered."""
+    total = Requests()
     answered = 0
     gate = asyncio.Semaphore(concurrency)
 
@@ -338,7 +382,7 @@ async def workload_request_counts(
             try:
                 secret = await client.get(SECRETS, f"{name}-kubeconfig", SYSTEM_NAMESPACE)
                 config = parse_kubeconfig(base64.b64decode(secret["data"]["value"]))
-                total.update(await request_counts(config))
+                total.add(await requests_of(config))
                 answered += 1
             except (APIError, TransportError, aiohttp.ClientError, KeyError, ValueError):
                 pass
@@ -387,28 +431,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def top_requests(counts: Counter[tuple[str, str]], per: int, limit: int = 12) -> str:
-    rows = [
-        f"      {verb:<8} {resource or '-':<52} {n / per:7.1f}"
-        for (verb, resource), n in counts.most_common(limit)
-        if n
-    ]
-    return "\n".join(rows)
-
-
-def log_errors(path: Path, limit: int = 8) -> list[str]:
-    """The plane log's error lines, the most frequent first (numbers and names folded together)."""
-    if not path.exists():
-        return []
+def log_problems(path: Path, limit: int = 8) -> tuple[Counter[str], list[str]]:
+    """How many ERROR/WARNING lines the plane logged, and the most frequent shapes of them (digits
+    folded, so the same failure of different clusters counts as one shape)."""
+    levels: Counter[str] = Counter()
     shapes: Counter[str] = Counter()
     example: dict[str, str] = {}
+    if not path.exists():
+        return levels, []
     for line in path.read_text(errors="replace").splitlines():
-        if not re.search(r"\b(ERROR|CRITICAL|Traceback)\b", line):
+        found = re.search(r"\b(CRITICAL|ERROR|WARNING|Traceback)\b", line)
+        if found is None:
             continue
-        shape = re.sub(r"\d+", "N", line)[:200]
+        levels[found.group(1)] += 1
+        shape = re.sub(r"\d+", "N", line.split(" ", 2)[-1])[:200]
         shapes[shape] += 1
         example.setdefault(shape, line[:300])
-    return [f"{n:6}x  {example[shape]}" for shape, n in shapes.most_common(limit)]
+    return levels, [f"{n:6}x  {example[shape]}" for shape, n in shapes.most_common(limit)]
 
 
 def start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes] | None:
@@ -483,16 +522,18 @@ async def _measure(
     )
 
     profiler = start_profiler(plane.pid, args.profile) if args.profile else None
-    before = await request_counts(admin)
+    before = await requests_of(admin)
     cpu_before, bench_cpu_before = cpu_seconds(plane.pid), time.process_time()
     submitted_at: dict[str, float] = {}
 
-    async def submit(name: str) -> int:
+    async def submit(index: int, name: str) -> int:
+        if args.rate:
+            await asyncio.sleep(t0 + index / args.rate - time.perf_counter())
         submitted_at[name] = time.perf_counter()
         return await create_cluster(client, specs[name])
 
     t0 = time.perf_counter()
-    sent = await gather_limited(args.concurrency, [partial(submit, name) for name in names])
+    sent = await gather_limited(args.concurrency, [partial(submit, i, name) for i, name in enumerate(names)])
     submit_time = time.perf_counter() - t0
     print(f"submitted {n} clusters in {submit_time:.1f} s ({sum(sent)} creates)")
 
@@ -501,7 +542,7 @@ async def _measure(
     cpu_after, bench_cpu_after = cpu_seconds(plane.pid), time.process_time()
     peak, rss = memory_mib(plane.pid)
     stop_profiler(profiler)
-    after = await request_counts(admin)
+    after = await requests_of(admin)
     thread_count = threads(plane.pid)
 
     ready = [x for x in names if x in tracker.ready_at]
@@ -517,12 +558,13 @@ async def _measure(
         print(f"  all Ready after     {ready_elapsed:8.1f} s   (target for N=100: < 60 s)")
     else:
         print(f"  NOT all Ready: {len(ready)}/{n} after {ready_elapsed:.1f} s (--timeout {args.timeout:g})")
-    print(f"  submitted in        {submit_time:8.1f} s   ({args.concurrency} clusters at a time)")
+    pace = f"{args.rate:g} clusters/s" if args.rate else f"{args.concurrency} clusters at a time"
+    print(f"  submitted in        {submit_time:8.1f} s   ({pace})")
     if times:
         values = list(times.values())
         print(
-            f"  time to Ready       p50 {percentile(values, 0.5):6.1f} s   p90 {percentile(values, 0.9):6.1f} s"
-            f"   max {max(values):6.1f} s"
+            f"  time to Ready       p50 {percentile(values, 0.5):6.1f} s   "
+            f"p90 {percentile(values, 0.9):6.1f} s   max {max(values):6.1f} s"
         )
     print(f"  first 10% mean      {mean(first):8.1f} s   ({tenth} clusters by creation order)")
     print(f"  last 10% mean       {mean(last):8.1f} s")
@@ -533,27 +575,30 @@ async def _measure(
         f"  plane CPU           {cpu:8.1f} s   ({cpu / ready_elapsed:.2f} cores busy on average; "
         f"{cpu / n * 1000:.0f} ms per cluster)"
     )
-    print(f"  bench's own CPU     {bench_cpu_after - bench_cpu_before:8.1f} s   (the load generator)")
+    print(
+        f"  bench's own CPU     {bench_cpu_after - bench_cpu_before:8.1f} s   (the load generator; "
+        f"the watch was opened {tracker.reconnects + 1} time(s))"
+    )
     print(f"  plane memory        peak RSS {peak:.0f} MiB, RSS now {rss:.0f} MiB, {thread_count} threads")
 
-    delta = after - before
-    own = Counter({k: v for k, v in delta.items() if k[0] != "watch"})
-    plane_writes = writes(delta) - sum(sent)
+    delta = (after - before).without_watches()
     print(
-        f"  management API requests per cluster {sum(own.values()) / n:7.1f}   "
-        f"(writes {writes(delta) / n:.1f}, of them the controllers' {plane_writes / n:.1f}):"
+        f"  management API requests per cluster {sum(delta.counts.values()) / n:7.1f}   (writes "
+        f"{delta.writes / n:.1f}, of them the controllers' {(delta.writes - sum(sent)) / n:.1f}); "
+        "count and server time:"
     )
-    print(top_requests(own, n))
-    workload, answered = await workload_request_counts(client, ready, args.concurrency)
+    print(delta.top(n, 12))
+    workload, answered = await workload_requests(client, ready, args.concurrency)
     if answered:
+        workload = workload.without_watches()
         print(
-            f"  workload APIs' requests per cluster {sum(workload.values()) / answered:7.1f}   "
-            f"(writes {writes(workload) / answered:.1f}; since each started, {answered} clusters):"
+            f"  workload APIs' requests per cluster {sum(workload.counts.values()) / answered:7.1f}   "
+            f"(writes {workload.writes / answered:.1f}; since each started, {answered} clusters):"
         )
-        print(top_requests(workload, answered, 8))
-    equivalent = writes(delta) / rate
+        print(workload.top(answered, 8))
+    equivalent = delta.writes / rate
     print(
-        f"  baseline: the {writes(delta)} management API writes alone take {equivalent:.1f} s at "
+        f"  baseline: the {delta.writes} management API writes alone take {equivalent:.1f} s at "
         f"{rate:.0f} writes/s; all Ready took {ready_elapsed / equivalent:.1f}x that"
     )
 
@@ -567,10 +612,11 @@ async def _measure(
         print(f"\nnot Ready ({n - len(ready)}):")
         for name in [x for x in names if x not in tracker.ready_at][:25]:
             print(f"  {name}: {ready_message(tracker.latest.get(name))}")
-    errors = log_errors(plane.log_path)
-    if errors:
-        print(f"\nerrors in {plane.log_path} (most frequent first):")
-        print("\n".join(errors))
+    levels, problems = log_problems(plane.log_path)
+    if problems:
+        counts = ", ".join(f"{n} {level}" for level, n in levels.most_common())
+        print(f"\n{plane.log_path}: {counts}; the most frequent:")
+        print("\n".join(problems))
     if args.keep:
         return all_ready
 
@@ -622,7 +668,10 @@ async def main(args: argparse.Namespace) -> int:
         if plane is not None:
             stop_plane(plane.process)  # blocking on purpose: it must run even while cancelled
         if args.keep or not ok:
-            print(f"kept {root} (plane.log inside)")
+            print(
+                f"kept {root} (plane.log inside; serve it again with: python -m anywhere serve "
+                f"--data-dir {root / 'plane'} --port 0 --controllers --self-cluster {MANAGEMENT})"
+            )
         else:
             shutil.rmtree(root, ignore_errors=True)
     return 0 if ok else 1
@@ -636,6 +685,9 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=8, help="clusters submitted at a time")
     parser.add_argument(
         "--timeout", type=float, default=900.0, help="seconds to wait for all Ready (and all gone)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="clusters per second to submit (default: as fast as possible)"
     )
     parser.add_argument("--keep", action="store_true", help="leave the clusters and the folder")
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the creation phase")
