@@ -33,6 +33,7 @@ from anywhere.controllers.resources import (
     MACHINE_DEPLOYMENTS,
     MACHINE_SETS,
     MACHINES,
+    resource_of,
 )
 from anywhere.providers.registry import all_providers
 from anywhere.runtime import Controller, NotFoundError, Resource, Result
@@ -47,9 +48,7 @@ FINALIZER: Final = "cluster.cluster.x-k8s.io"
 def _ref_resource(ref: Obj) -> Resource | None:
     if not ref.get("kind") or not ref.get("apiVersion"):
         return None
-    group, _, version = str(ref["apiVersion"]).rpartition("/")
-    kind = str(ref["kind"])
-    return Resource(group, version, kind.lower() + "s", True, kind)
+    return resource_of(ref)
 
 
 class ClusterReconciler:

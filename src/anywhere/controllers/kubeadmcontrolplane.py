@@ -35,9 +35,15 @@ from anywhere.controllers.objects import (
     short_hash,
     write_status,
 )
-from anywhere.controllers.resources import CAPI_CLUSTERS, KUBEADM_CONFIGS, KUBEADM_CONTROL_PLANES, MACHINES
+from anywhere.controllers.resources import (
+    CAPI_CLUSTERS,
+    KUBEADM_CONFIGS,
+    KUBEADM_CONTROL_PLANES,
+    MACHINES,
+    resource_of,
+)
 from anywhere.providers.registry import provider_for_infra_cluster
-from anywhere.runtime import Controller, NotFoundError, Resource, Result, enqueue_owner
+from anywhere.runtime import Controller, NotFoundError, Result, enqueue_owner
 
 __all__ = ["FINALIZER", "SPEC_HASH_ANNOTATION", "controller"]
 
@@ -51,12 +57,6 @@ BOOTSTRAP_ANNOTATION: Final = "controlplane.anywhere.eks.amazonaws.com/bootstrap
 OWNER_REMEDIATED: Final = "OwnerRemediated"
 # How soon to look at etcd again while waiting on it (its changes raise no event here).
 ETCD_RECHECK: Final = 3.0
-
-
-def _template_resource(ref: Obj) -> Resource:
-    group, _, version = str(ref["apiVersion"]).rpartition("/")
-    kind = str(ref["kind"])
-    return Resource(group, version, kind.lower() + "s", True, kind)
 
 
 def desired_of(kcp: Obj) -> kcp_plan.Desired:
@@ -188,7 +188,7 @@ class ControlPlaneReconciler:
         ref = ((kcp.get("spec") or {}).get("machineTemplate") or {}).get("infrastructureRef") or {}
         if not ref.get("name"):
             return None
-        resource = _template_resource(ref)
+        resource = resource_of(ref)
         cached = self.ctx.manager.informer(resource).get(f"{namespace_of(kcp)}/{ref['name']}")
         if cached is not None:
             return cached

@@ -24,7 +24,7 @@ from anywhere.controllers.objects import (
     owner_reference,
     random_suffix,
 )
-from anywhere.controllers.resources import KUBEADM_CONFIGS
+from anywhere.controllers.resources import KUBEADM_CONFIGS, resource_of
 from anywhere.runtime import AlreadyExistsError, Client, Informer, Resource
 
 __all__ = [
@@ -43,10 +43,9 @@ CLONED_FROM_GROUPKIND_ANNOTATION = "cluster.x-k8s.io/cloned-from-groupkind"
 def infra_machine_resource(template_ref: Obj) -> Resource:
     """The infrastructure machine kind a template reference makes (``SimMachineTemplate`` ->
     ``simmachines``)."""
-    api_version = str(template_ref["apiVersion"])
-    kind = str(template_ref["kind"]).removesuffix("Template")
-    group, _, version = api_version.rpartition("/")
-    return Resource(group, version, kind.lower() + "s", True, kind)
+    return resource_of(
+        {"apiVersion": template_ref["apiVersion"], "kind": str(template_ref["kind"]).removesuffix("Template")}
+    )
 
 
 def new_machine(

@@ -87,6 +87,7 @@ from anywhere.controllers.resources import (
     MACHINE_DEPLOYMENTS,
     MACHINE_SETS,
     MACHINES,
+    resource_of,
 )
 from anywhere.runtime import Controller, Informer, Manager, NotFoundError, Resource, Result, enqueue_mapped
 
@@ -109,7 +110,6 @@ __all__ = [
     "replicas_of",
     "scale_delta",
     "scaled_value",
-    "template_resource",
 ]
 
 log = logging.getLogger("anywhere.controllers.machineset")
@@ -438,13 +438,6 @@ def _summarize(status: Obj, types: Iterable[str]) -> None:
         conditions.set_true(status, conditions.READY)
 
 
-def template_resource(ref: Obj) -> Resource:
-    """The kind a template reference names (``SimMachineTemplate`` -> ``simmachinetemplates``)."""
-    group, _, version = str(ref.get("apiVersion") or "").rpartition("/")
-    kind = str(ref.get("kind") or "")
-    return Resource(group, version, kind.lower() + "s", True, kind)
-
-
 # -- the controller ----------------------------------------------------------------------------------
 
 
@@ -711,7 +704,7 @@ class _Reconciler:
                 INFRASTRUCTURE_TEMPLATE_CLONING_FAILED,
                 "spec.template.spec.infrastructureRef is not set",
             )
-        informer = await self.lazy.synced(template_resource(infra_ref), self._infra_template_event)
+        informer = await self.lazy.synced(resource_of(infra_ref), self._infra_template_event)
         where = f"{infra_ref.get('namespace') or namespace}/{infra_ref['name']}"
         infra_template = informer.get(where)
         if infra_template is None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from anywhere.api.capi import (
     BOOTSTRAP_GROUP,
@@ -41,10 +42,19 @@ __all__ = [
     "SIM_MACHINE_TEMPLATES",
     "SYSTEM_NAMESPACE",
     "anywhere_resource",
+    "resource_of",
 ]
 
 # The namespace Cluster API objects of every anywhere cluster live in, as in EKS Anywhere.
 SYSTEM_NAMESPACE: Final = "eksa-system"
+
+
+def resource_of(ref: Mapping[str, Any]) -> Resource:
+    """The namespaced kind an object reference (``apiVersion``, ``kind``) names, with the plural
+    Cluster API's kinds and ours all follow (lower-case kind + "s")."""
+    group, _, version = str(ref.get("apiVersion") or "").rpartition("/")
+    kind = str(ref.get("kind") or "")
+    return Resource(group, version, kind.lower() + "s", True, kind)
 
 
 def anywhere_resource(plural: str, kind: str) -> Resource:
