@@ -51,6 +51,7 @@ def start_plane(data_dir: Path, self_cluster: str | None = None) -> Plane:
         str(data_dir),
         "--port",
         "0",
+        "--reuse-port",
         "--controllers",
     ]
     if self_cluster:

@@ -38,6 +38,9 @@ class ServeOptions:
     host: str = "127.0.0.1"
     storage: str = "sqlite"
     extra_sans: tuple[str, ...] = ()
+    # With port 0: serve on the port this folder was last served on, if any (a management plane's
+    # kubeconfigs then stay valid across restarts); otherwise any free port.
+    reuse_port: bool = False
     # Runs beside the server once it is ready, given the admin kubeconfig, until the server stops
     # (the management plane's controllers); its failure stops the server.
     companion: Callable[[Path], Coroutine[Any, Any, None]] | None = None
@@ -76,7 +79,7 @@ async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None
     """Serve until SIGTERM/SIGINT (or cancellation); every step of shutdown runs even after errors."""
     options.data_dir.mkdir(parents=True, exist_ok=True)
     port_file = options.data_dir / "port"
-    if options.port == 0 and port_file.exists():
+    if options.port == 0 and options.reuse_port and port_file.exists():
         # A folder served before keeps its port, so kubeconfigs written for it stay valid.
         with contextlib.suppress(ValueError, OSError):
             options.port = int(port_file.read_text().strip())

@@ -156,6 +156,12 @@ def serve(
     san: Annotated[
         list[str] | None, typer.Option("--san", help="Extra name or IP for the serving certificate.")
     ] = None,
+    reuse_port: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-port", help="With --port 0: the port this data dir was last served on, if any."
+        ),
+    ] = False,
     controllers: Annotated[
         bool, typer.Option("--controllers", help="Also run the management plane's controllers.")
     ] = False,
@@ -174,7 +180,7 @@ def serve(
         fail(f"--port {port} is not a TCP port (0 to 65535)", code=2)
     if self_cluster and not controllers:
         fail("--self-cluster needs --controllers", code=2)
-    options = ServeOptions(data_dir, port, host, storage, tuple(san or ()))
+    options = ServeOptions(data_dir, port, host, storage, tuple(san or ()), reuse_port=reuse_port)
     if controllers:
         from anywhere.controllers import plane
 

@@ -143,7 +143,17 @@ def _locked(state: PlaneDir) -> Iterator[None]:
 
 def command(state: PlaneDir, cluster: str) -> list[str]:
     """How the plane is run: the API server and every controller in one process."""
-    argv = [sys.executable, "-m", "anywhere", "serve", "--data-dir", str(state.root.resolve()), "--port", "0"]
+    argv = [
+        sys.executable,
+        "-m",
+        "anywhere",
+        "serve",
+        "--data-dir",
+        str(state.root.resolve()),
+        "--port",
+        "0",
+        "--reuse-port",
+    ]
     if os.environ.get(CONTROLLERS_ENV, "1") != "0":
         argv += ["--controllers", "--self-cluster", cluster]
     return argv
