@@ -96,6 +96,41 @@ async def test_a_late_handler_hears_the_cache_first(
     assert await late.next() == ("update", f"{namespace}/x", "x2")
 
 
+def _by_value(obj: dict[str, Any]) -> list[str]:
+    value = (obj.get("data") or {}).get("v")
+    return [value] if value else []
+
+
+def _names(objs: list[dict[str, Any]]) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in objs)
+
+
+async def test_an_index_follows_the_cache(client: Client, namespace: str, informer: Informer) -> None:
+    """Objects are filed under their index values as they come, move when they change, and
+    leave when deleted; an index added late files what is cached already."""
+    await client.create(CONFIGMAPS, configmap("a", {"v": "x"}), namespace)
+    await client.create(CONFIGMAPS, configmap("unfiled"), namespace)
+    recorder = Recorder()
+    recorder.register(informer)
+    informer.start()
+    await recorder.take(2)
+    informer.add_index("v", _by_value)
+    informer.add_index("v", lambda obj: ["ignored: the first function of a name stays"])
+    assert _names(informer.by_index("v", "x")) == ["a"]
+
+    await client.create(CONFIGMAPS, configmap("b", {"v": "x"}), namespace)
+    await recorder.next()
+    assert _names(informer.by_index("v", "x")) == ["a", "b"]
+    await client.patch(CONFIGMAPS, "a", {"data": {"v": "y"}}, namespace)
+    await recorder.next()
+    assert _names(informer.by_index("v", "x")) == ["b"]
+    assert _names(informer.by_index("v", "y")) == ["a"]
+    await client.delete(CONFIGMAPS, "b", namespace)
+    await recorder.next()
+    assert informer.by_index("v", "x") == []
+    assert informer.by_index("v", "nothing") == []
+
+
 async def test_resync_redelivers_every_object_as_an_update(client: Client, namespace: str) -> None:
     await client.create(CONFIGMAPS, configmap("r", {"v": "1"}), namespace)
     informer = Informer(client, CONFIGMAPS, namespace=namespace, resync_period=0.05)
@@ -170,8 +205,10 @@ async def test_a_real_410_relists_and_delivers_what_was_missed(tmp_path: Path) -
         for name in ("keep", "change", "remove"):
             await api.create(CONFIGMAPS, configmap(name, {"v": "1"}), "default")
         recorder.register(informer)
+        informer.add_index("v", _by_value)
         informer.start()
         assert len(await recorder.take(3)) == 3
+        assert _names(informer.by_index("v", "1")) == ["change", "keep", "remove"]
         stale_version = informer.resource_version
         await stop(first)
 
@@ -192,6 +229,8 @@ async def test_a_real_410_relists_and_delivers_what_was_missed(tmp_path: Path) -
                 ("update", "default/change", "2"),
             ]
             assert sorted(informer.keys()) == ["default/change", "default/keep", "default/new"]
+            assert _names(informer.by_index("v", "1")) == ["keep", "new"]  # the relist refiled all
+            assert _names(informer.by_index("v", "2")) == ["change"]
             assert int(informer.resource_version) > int(stale_version)
             # And it watches again.
             await api.delete(CONFIGMAPS, "keep", "default")

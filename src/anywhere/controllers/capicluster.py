@@ -24,6 +24,7 @@ from anywhere.controllers.objects import (
     labels_of,
     name_of,
     namespace_of,
+    of_cluster,
     remove_finalizer,
     write_status,
 )
@@ -135,17 +136,13 @@ class ClusterReconciler:
             status = {**(cluster.get("status") or {}), "phase": "Deleting"}
             cluster = await write_status(self.ctx.client, CAPI_CLUSTERS, cluster, status)
 
-        def of_cluster(resource: Resource) -> list[Obj]:
-            return [
-                o
-                for o in self.ctx.manager.informer(resource).list()
-                if namespace_of(o) == namespace and labels_of(o).get(CLUSTER_NAME_LABEL) == name
-            ]
+        def owned(resource: Resource) -> list[Obj]:
+            return of_cluster(self.ctx.manager.informer(resource), namespace, name)
 
-        workers = [m for m in of_cluster(MACHINES) if CONTROL_PLANE_LABEL not in labels_of(m)]
+        workers = [m for m in owned(MACHINES) if CONTROL_PLANE_LABEL not in labels_of(m)]
         stages: list[tuple[Resource, list[Obj]]] = [
-            (MACHINE_DEPLOYMENTS, of_cluster(MACHINE_DEPLOYMENTS)),
-            (MACHINE_SETS, of_cluster(MACHINE_SETS)),
+            (MACHINE_DEPLOYMENTS, owned(MACHINE_DEPLOYMENTS)),
+            (MACHINE_SETS, owned(MACHINE_SETS)),
             (MACHINES, workers),
         ]
         cp_ref = (cluster.get("spec") or {}).get("controlPlaneRef") or {}

@@ -36,6 +36,7 @@ from anywhere.controllers.objects import (
     create_or_patch,
     deleting,
     is_paused,
+    labelled,
     labels_of,
     name_of,
     namespace_of,
@@ -87,9 +88,11 @@ class ClusterReconciler:
         self.ctx = ctx
         manager = ctx.manager
         self.clusters = manager.informer(EKSA_CLUSTERS)
+        self.clusters.add_index("name", lambda obj: [name_of(obj)])  # names are unique across namespaces
         self.capi_clusters = manager.informer(CAPI_CLUSTERS)
         self.control_planes = manager.informer(KUBEADM_CONTROL_PLANES)
         self.deployments = manager.informer(MACHINE_DEPLOYMENTS)
+        self._addons = cni.AddonInstaller()
 
     def cache(self, resource: Resource) -> Informer:
         """The shared cache of a kind (all namespaces: one watch per kind for the whole plane)."""
@@ -123,11 +126,7 @@ class ClusterReconciler:
             status.pop("failureMessage", None)
         name = config.cluster.name
         kcp = self.control_planes.get(f"{SYSTEM_NAMESPACE}/{name}")
-        deployments = [
-            md
-            for md in self.deployments.list()
-            if namespace_of(md) == SYSTEM_NAMESPACE and labels_of(md).get(EKSA_CLUSTER_LABEL) == name
-        ]
+        deployments = labelled(self.deployments, EKSA_CLUSTER_LABEL, SYSTEM_NAMESPACE, name)
         cni_state, retry = await self._cni(config.cluster, capi_cluster, kcp)
         set_conditions(status, config.cluster, kcp, deployments, cni_state)
         if not retry:
@@ -149,6 +148,7 @@ class ClusterReconciler:
                     await self.ctx.client.delete(CAPI_CLUSTERS, name, SYSTEM_NAMESPACE)
             return None  # the Cluster API Cluster's deletion brings us back
         await self.ctx.clusters.forget(SYSTEM_NAMESPACE, name)
+        self._addons.forget(name)
         await remove_finalizer(self.ctx.client, EKSA_CLUSTERS, obj, FINALIZER)
         return None
 
@@ -220,8 +220,8 @@ class ClusterReconciler:
         self-managed cluster per plane, and workload clusters name it as their management cluster."""
         name, namespace = cluster.name, namespace_of(obj) or "default"
         mine = (obj["metadata"].get("creationTimestamp") or "", namespace)
-        for other in self.clusters.list():
-            if name_of(other) != name or (namespace_of(other) or "default") == namespace:
+        for other in self.clusters.by_index("name", name):
+            if (namespace_of(other) or "default") == namespace:
                 continue
             if (other["metadata"].get("creationTimestamp") or "", namespace_of(other)) < mine:
                 raise _Invalid(
@@ -281,13 +281,8 @@ class ClusterReconciler:
         wanted_md = {name_of(g.machine_deployment) for g in groups}
         wanted_mhc = {name_of(g.health_check) for g in groups} | {f"{name}-kcp-unhealthy"}
         for resource, wanted in ((MACHINE_DEPLOYMENTS, wanted_md), (MACHINE_HEALTH_CHECKS, wanted_mhc)):
-            for obj in self.cache(resource).list():
-                if (
-                    namespace_of(obj) != SYSTEM_NAMESPACE
-                    or labels_of(obj).get(EKSA_CLUSTER_LABEL) != name
-                    or name_of(obj) in wanted
-                    or deleting(obj)
-                ):
+            for obj in labelled(self.cache(resource), EKSA_CLUSTER_LABEL, SYSTEM_NAMESPACE, name):
+                if name_of(obj) in wanted or deleting(obj):
                     continue
                 log.info(
                     "cluster %s: deleting %s %s (no longer in the spec)", name, resource.kind, name_of(obj)
@@ -309,7 +304,7 @@ class ClusterReconciler:
             remote = await self.ctx.clusters.client(SYSTEM_NAMESPACE, name_of(capi))
             if skip and await cni.installed(remote):
                 return CniState(configured=True, skip_upgrade=True), False
-            await cni.install(remote, cluster)
+            await self._addons.ensure(name_of(capi), remote, cluster)
         except (ClusterNotReachable, TransportError) as exc:
             return CniState(
                 configured=False, skip_upgrade=skip, message=f"Cilium not installed yet: {exc}"
@@ -343,17 +338,31 @@ def _reason(errors: list[FieldError], config: ClusterConfig) -> str:
     return "MachineConfigInvalid"
 
 
-def _clusters_of_namespace(reconciler: ClusterReconciler) -> Any:
-    """Map a datacenter or machine config to the keys of the Clusters of its namespace (a changed
-    or newly created config may complete or change any of them)."""
+def _config_refs(cluster: Obj) -> set[str]:
+    """``namespace/kind/name`` of every datacenter and machine config a Cluster object names."""
+    spec = cluster.get("spec") or {}
+    refs = [
+        spec.get("datacenterRef"),
+        (spec.get("controlPlaneConfiguration") or {}).get("machineGroupRef"),
+        (spec.get("externalEtcdConfiguration") or {}).get("machineGroupRef"),
+        *((group or {}).get("machineGroupRef") for group in spec.get("workerNodeGroupConfigurations") or ()),
+    ]
+    namespace = namespace_of(cluster) or "default"
+    return {
+        f"{namespace}/{ref.get('kind')}/{ref.get('name')}"
+        for ref in refs
+        if isinstance(ref, dict) and ref.get("name")
+    }
+
+
+def _clusters_of_config(reconciler: ClusterReconciler) -> Any:
+    """Map a datacenter or machine config to the keys of the Clusters that name it (a changed or
+    newly created config may complete or change them)."""
+    reconciler.clusters.add_index("config", _config_refs)
 
     def keys(obj: Obj) -> list[str]:
-        namespace = namespace_of(obj)
-        return [
-            f"{namespace_of(c)}/{name_of(c)}"
-            for c in reconciler.clusters.list()
-            if namespace_of(c) == namespace
-        ]
+        ref = f"{namespace_of(obj) or 'default'}/{obj.get('kind')}/{name_of(obj)}"
+        return [f"{namespace_of(c)}/{name_of(c)}" for c in reconciler.clusters.by_index("config", ref)]
 
     return keys
 
@@ -369,7 +378,7 @@ def controller(ctx: Context, *, workers: int = 4) -> Controller:
     reconciler = ClusterReconciler(ctx)
     ctrl = Controller("cluster", reconciler.reconcile, workers=workers).watch(EKSA_CLUSTERS)
     for provider in all_providers():
-        mapper = enqueue_mapped(_clusters_of_namespace(reconciler))
+        mapper = enqueue_mapped(_clusters_of_config(reconciler))
         ctrl.watch(provider.datacenter, mapper).watch(provider.machine_config, mapper)
         ctrl.watch(provider.infra_cluster, _from_labels)
     for resource in (CAPI_CLUSTERS, KUBEADM_CONTROL_PLANES, MACHINE_DEPLOYMENTS):

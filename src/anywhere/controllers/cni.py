@@ -9,21 +9,36 @@ node's network plugin would come up.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import time
 from typing import Any, Final
+
+import orjson
 
 from anywhere.api.v1alpha1.cluster import Cluster
 from anywhere.controllers.objects import create_or_patch
 from anywhere.controllers.resources import CONFIGMAPS, DAEMONSETS, DEPLOYMENTS, SERVICES
 from anywhere.runtime import Client, NotFoundError, Resource
 
-__all__ = ["CILIUM_VERSION", "COREDNS_VERSION", "cilium_settings", "install", "installed", "render_addons"]
+__all__ = [
+    "CILIUM_VERSION",
+    "COREDNS_VERSION",
+    "AddonInstaller",
+    "cilium_settings",
+    "install",
+    "installed",
+    "render_addons",
+]
 
 Obj = dict[str, Any]
 CILIUM_VERSION: Final = "v1.16.10-eksa.1"
 COREDNS_VERSION: Final = "v1.11.4-eks-1-33-1"
 NAMESPACE: Final = "kube-system"
 FIELD_MANAGER: Final = "anywhere-cni"
+# How long an installation is trusted before its objects are read back again (someone may have
+# deleted or edited them in the workload cluster).
+RECHECK_SECONDS: Final = 300.0
 
 
 def cilium_settings(cluster: Cluster) -> dict[str, str]:
@@ -165,3 +180,26 @@ async def install(client: Client, cluster: Cluster) -> None:
         except NotFoundError:
             current = None
         await create_or_patch(client, resource, obj, current, field_manager=FIELD_MANAGER)
+
+
+class AddonInstaller:
+    """:func:`install`, skipped when the same objects were installed through the same client
+    recently: a cluster's controller reconciles it often, and each full check reads every add-on
+    object of the workload cluster. Memory only; a restarted plane checks everything once."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, tuple[Client, str, float]] = {}
+
+    async def ensure(self, key: str, client: Client, cluster: Cluster) -> None:
+        digest = hashlib.sha256(
+            orjson.dumps([obj for _, obj in render_addons(cluster)], option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()
+        done = self._done.get(key)
+        fresh = done is not None and time.monotonic() - done[2] < RECHECK_SECONDS
+        if fresh and done is not None and done[0] is client and done[1] == digest:
+            return
+        await install(client, cluster)
+        self._done[key] = (client, digest, time.monotonic())
+
+    def forget(self, key: str) -> None:
+        self._done.pop(key, None)

@@ -33,6 +33,7 @@ from anywhere.controllers.objects import (
     labels_of,
     name_of,
     namespace_of,
+    of_cluster,
     owner_reference,
     write_status,
 )
@@ -332,10 +333,8 @@ def controller(ctx: Context, *, workers: int = 2) -> Controller:
         namespace, name = namespace_of(cluster), name_of(cluster)
         return [
             f"{namespace}/{name_of(c)}"
-            for c in configs.list()
-            if namespace_of(c) == namespace
-            and labels_of(c).get(CLUSTER_NAME_LABEL) == name
-            and not (c.get("status") or {}).get("ready")
+            for c in of_cluster(configs, namespace, name)
+            if labels_of(c).get(CLUSTER_NAME_LABEL) == name and not (c.get("status") or {}).get("ready")
         ]
 
     return (

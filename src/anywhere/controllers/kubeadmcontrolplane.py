@@ -26,6 +26,7 @@ from anywhere.controllers.objects import (
     annotations_of,
     deleting,
     is_paused,
+    labelled,
     labels_of,
     name_of,
     namespace_of,
@@ -128,11 +129,7 @@ class ControlPlaneReconciler:
     def owned_machines(self, kcp: Obj) -> list[Obj]:
         namespace, name = namespace_of(kcp), name_of(kcp)
         return [
-            m
-            for m in self.machines.list()
-            if namespace_of(m) == namespace
-            and labels_of(m).get(CONTROL_PLANE_NAME_LABEL) == name
-            and owned_by(m, kcp)
+            m for m in labelled(self.machines, CONTROL_PLANE_NAME_LABEL, namespace, name) if owned_by(m, kcp)
         ]
 
     async def reconcile(self, key: str) -> Result | None:

@@ -50,6 +50,7 @@ from anywhere.controllers.objects import (
     is_paused,
     name_of,
     namespace_of,
+    of_cluster,
     parse_time,
     remove_finalizer,
     write_status,
@@ -597,11 +598,10 @@ def controller(
             ctrl.enqueue(f"{namespace}/{name_of(node)}")
             return
         if provider_id:
-            for machine in machines.list():
+            for machine in of_cluster(machines, namespace, cluster):
                 machine_spec = machine.get("spec") or {}
                 if (
-                    namespace_of(machine) == namespace
-                    and machine_spec.get("clusterName") == cluster
+                    machine_spec.get("clusterName") == cluster
                     and machine_spec.get("providerID") == provider_id
                 ):
                     ctrl.enqueue(f"{namespace}/{name_of(machine)}")
@@ -615,8 +615,8 @@ def controller(
         namespace, name = namespace_of(cluster), name_of(cluster)
         return [
             f"{namespace}/{name_of(m)}"
-            for m in machines.list()
-            if namespace_of(m) == namespace and (m.get("spec") or {}).get("clusterName") == name
+            for m in of_cluster(machines, namespace, name)
+            if (m.get("spec") or {}).get("clusterName") == name
         ]
 
     owner = enqueue_owner(MACHINES.kind, CLUSTER_API_VERSION)

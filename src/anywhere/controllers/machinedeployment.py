@@ -68,12 +68,13 @@ from anywhere.controllers.machineset import replicas_of, scaled_value, wait_for_
 from anywhere.controllers.objects import (
     FIELD_MANAGER,
     annotations_of,
-    controller_of,
+    controlled_by,
     deleting,
     is_paused,
     labels_of,
     name_of,
     namespace_of,
+    of_cluster,
     owner_reference,
     parse_time,
     short_hash,
@@ -352,8 +353,8 @@ class _Reconciler:
     def deployments_of_cluster(self, cluster: Obj) -> list[str]:
         return [
             f"{namespace_of(md)}/{name_of(md)}"
-            for md in self.deployments.list()
-            if namespace_of(md) == namespace_of(cluster) and _cluster_name(md) == name_of(cluster)
+            for md in of_cluster(self.deployments, namespace_of(cluster), name_of(cluster))
+            if _cluster_name(md) == name_of(cluster)
         ]
 
     async def reconcile(self, key: str) -> Result | None:
@@ -365,12 +366,7 @@ class _Reconciler:
             cluster is not None and (is_paused(cluster) or (cluster.get("spec") or {}).get("paused"))
         ):
             return None
-        uid = md["metadata"].get("uid")
-        owned = [
-            ms
-            for ms in self.sets.list()
-            if namespace_of(ms) == namespace_of(md) and (controller_of(ms) or {}).get("uid") == uid
-        ]
+        owned = controlled_by(self.sets, md)
         digest = template_hash(md)
         new = next((ms for ms in owned if labels_of(ms).get(MACHINE_TEMPLATE_HASH_LABEL) == digest), None)
         strategy_type, rolling, _ = _strategy(md)

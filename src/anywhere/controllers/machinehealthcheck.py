@@ -50,6 +50,7 @@ from anywhere.controllers.objects import (
     labels_of,
     name_of,
     namespace_of,
+    of_cluster,
     parse_time,
     write_status,
 )
@@ -360,7 +361,7 @@ def controller(ctx: Context, *, workers: int = 2) -> Controller:
         status: Obj = copy.deepcopy(mhc.get("status") or {})
         status["observedGeneration"] = int(mhc["metadata"].get("generation") or 0)
         try:
-            candidates = [m for m in machines.list() if selects(mhc, m)]
+            candidates = [m for m in of_cluster(machines, namespace, cluster_name) if selects(mhc, m)]
         except ValueError as exc:
             await refuse(mhc, status, str(exc))
             return None
@@ -438,13 +439,14 @@ def controller(ctx: Context, *, workers: int = 2) -> Controller:
     def checks_of(namespace: str, cluster: str) -> list[str]:
         return [
             f"{namespace}/{name_of(c)}"
-            for c in checks.list()
-            if namespace_of(c) == namespace and (c.get("spec") or {}).get("clusterName") == cluster
+            for c in of_cluster(checks, namespace, cluster)
+            if (c.get("spec") or {}).get("clusterName") == cluster
         ]
 
     def checks_of_machine(machine: Obj) -> list[str]:
         out = []
-        for mhc in checks.list():
+        cluster = (machine.get("spec") or {}).get("clusterName")
+        for mhc in of_cluster(checks, namespace_of(machine), cluster) if isinstance(cluster, str) else ():
             try:
                 if selects(mhc, machine):
                     out.append(f"{namespace_of(mhc)}/{name_of(mhc)}")

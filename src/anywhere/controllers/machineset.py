@@ -70,12 +70,15 @@ from anywhere.controllers.objects import (
     FIELD_MANAGER,
     annotations_of,
     contains,
+    controlled_by,
     controller_of,
     deleting,
     is_paused,
+    labelled,
     labels_of,
     name_of,
     namespace_of,
+    of_cluster,
     owner_reference,
     parse_time,
     write_status,
@@ -514,14 +517,13 @@ class _Reconciler:
     def sets_of_deployment(self, md: Obj) -> list[str]:
         return [
             f"{namespace_of(ms)}/{name_of(ms)}"
-            for ms in self._sets_in(namespace_of(md))
-            if labels_of(ms).get(MACHINE_DEPLOYMENT_NAME_LABEL) == name_of(md)
+            for ms in labelled(self.sets, MACHINE_DEPLOYMENT_NAME_LABEL, namespace_of(md), name_of(md))
         ]
 
     def sets_of_cluster(self, cluster: Obj) -> list[str]:
         return [
             f"{namespace_of(ms)}/{name_of(ms)}"
-            for ms in self._sets_in(namespace_of(cluster))
+            for ms in of_cluster(self.sets, namespace_of(cluster), name_of(cluster))
             if _cluster_name(ms) == name_of(cluster)
         ]
 
@@ -564,7 +566,7 @@ class _Reconciler:
         ):
             return None
 
-        machines = [m for m in self.machines.list() if _controlled_by(m, ms)]
+        machines = controlled_by(self.machines, ms)
         if deleting(ms):
             await self._delete_all(ms, machines)
             return None
@@ -611,10 +613,9 @@ class _Reconciler:
         if selector.empty:  # an empty selector would adopt every machine of the namespace
             return []
         adopted = []
-        for machine in self.machines.list():
+        for machine in of_cluster(self.machines, namespace_of(ms), _cluster_name(ms)):
             if (
-                namespace_of(machine) != namespace_of(ms)
-                or controller_of(machine) is not None
+                controller_of(machine) is not None
                 or deleting(machine)
                 or (machine.get("spec") or {}).get("clusterName") != _cluster_name(ms)
                 or not selector.matches(labels_of(machine))
@@ -828,15 +829,6 @@ def _cluster_name(ms: Obj) -> str:
 
 def _template_spec(ms: Obj) -> Obj:
     return ((ms.get("spec") or {}).get("template") or {}).get("spec") or {}
-
-
-def _controlled_by(machine: Obj, ms: Obj) -> bool:
-    ref = controller_of(machine)
-    return (
-        ref is not None
-        and namespace_of(machine) == namespace_of(ms)
-        and ref.get("uid") == (ms.get("metadata") or {}).get("uid")
-    )
 
 
 def _marked_deleting(machine: Obj) -> Obj:

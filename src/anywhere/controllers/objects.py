@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from anywhere.api.capi import PAUSED_ANNOTATION
-from anywhere.runtime import AlreadyExistsError, Client, NotFoundError, Resource
+from anywhere.api.capi import CLUSTER_NAME_LABEL, PAUSED_ANNOTATION
+from anywhere.runtime import AlreadyExistsError, Client, Informer, NotFoundError, Resource
 
 __all__ = [
     "ANYWHERE_PAUSED_ANNOTATION",
@@ -29,14 +29,17 @@ __all__ = [
     "add_finalizer",
     "annotations_of",
     "contains",
+    "controlled_by",
     "controller_of",
     "create_or_patch",
     "deleting",
     "has_finalizer",
     "is_paused",
+    "labelled",
     "labels_of",
     "name_of",
     "namespace_of",
+    "of_cluster",
     "owned_by",
     "owner_reference",
     "parse_time",
@@ -130,6 +133,46 @@ def owned_by(obj: Obj, owner: Obj) -> bool:
     """Whether ``obj`` lists ``owner`` (by uid) among its owners."""
     uid = (owner.get("metadata") or {}).get("uid")
     return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or ())
+
+
+# -- cache look-ups by index -------------------------------------------------------------------------
+# Each adds its index to the informer the first time it is used on it (a no-op after that).
+
+
+def of_cluster(informer: Informer, namespace: str, cluster: str) -> list[Obj]:
+    """The cached objects of a Cluster API cluster: labelled ``cluster.x-k8s.io/cluster-name`` with
+    it, or naming it in ``spec.clusterName`` (callers needing both check the other themselves)."""
+    informer.add_index("cluster", _cluster_values)
+    return informer.by_index("cluster", f"{namespace}/{cluster}")
+
+
+def _cluster_values(obj: Obj) -> set[str]:
+    namespace = namespace_of(obj)
+    names = (labels_of(obj).get(CLUSTER_NAME_LABEL), (obj.get("spec") or {}).get("clusterName"))
+    return {f"{namespace}/{name}" for name in names if isinstance(name, str) and name}
+
+
+def controlled_by(informer: Informer, owner: Obj) -> list[Obj]:
+    """The cached objects whose controller reference is ``owner`` (by uid, in its namespace)."""
+    informer.add_index("controller", _controller_values)
+    uid = (owner.get("metadata") or {}).get("uid")
+    return informer.by_index("controller", f"{namespace_of(owner)}/{uid}") if uid else []
+
+
+def _controller_values(obj: Obj) -> list[str]:
+    ref = controller_of(obj)
+    return [f"{namespace_of(obj)}/{ref['uid']}"] if ref is not None and ref.get("uid") else []
+
+
+def labelled(informer: Informer, label: str, namespace: str, value: str) -> list[Obj]:
+    """The cached objects of ``namespace`` whose label ``label`` is ``value``."""
+
+    def values(obj: Obj) -> list[str]:
+        found = labels_of(obj).get(label)
+        return [f"{namespace_of(obj)}/{found}"] if found is not None else []
+
+    informer.add_index(f"label:{label}", values)
+    return informer.by_index(f"label:{label}", f"{namespace}/{value}")
 
 
 # -- finalizers -------------------------------------------------------------------------------------

@@ -7,6 +7,11 @@ One client and one Node informer per workload cluster serve them all: the first 
 asks starts them, from the cluster's kubeconfig Secret (``NAME-kubeconfig``, key ``value``, in the
 Cluster API Cluster's namespace, as Cluster API stores it); every registered node listener hears
 every cluster's Node events, and maps them to keys of its own controller.
+
+As Cluster API's tracker does, a connection is kept once made: the Secret is read again (and the
+connection remade if its kubeconfig changed) at most every :data:`RECHECK_SECONDS`, not on every
+call, which would cost a request per reconcile of every controller that looks at a workload
+cluster. Connections to different clusters are made concurrently.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +41,8 @@ log = logging.getLogger("anywhere.controllers.remote")
 Obj = dict[str, Any]
 # Called as listener(namespace, cluster_name, node) for every add, update and delete of a Node.
 NodeListener = Callable[[str, str, Obj], None]
+# How long a connection is used before its kubeconfig Secret is read again.
+RECHECK_SECONDS = 30.0
 
 
 class ClusterNotReachable(Exception):
@@ -51,6 +59,7 @@ class _Remote:
     secret_version: str
     client: Client
     nodes: Informer
+    checked_at: float  # monotonic time the Secret was last seen at ``secret_version``
 
 
 class ClusterCache:
@@ -64,7 +73,7 @@ class ClusterCache:
         self.management = management
         self._remotes: dict[tuple[str, str], _Remote] = {}
         self._listeners: list[NodeListener] = []
-        self._lock = asyncio.Lock()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def add_node_listener(self, listener: NodeListener) -> None:
         """Hear every Node event of every cluster (of clusters connected later too)."""
@@ -106,7 +115,11 @@ class ClusterCache:
 
     async def _remote(self, namespace: str, cluster: str) -> _Remote:
         key = (namespace, cluster)
-        async with self._lock:
+        remote = self._remotes.get(key)
+        if remote is not None and time.monotonic() - remote.checked_at < RECHECK_SECONDS:
+            return remote
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
             try:
                 secret = await self.management.get(SECRETS, kubeconfig_secret_name(cluster), namespace)
             except NotFoundError:
@@ -116,6 +129,7 @@ class ClusterCache:
             version = str(secret["metadata"].get("resourceVersion", ""))
             remote = self._remotes.get(key)
             if remote is not None and remote.secret_version == version:
+                remote.checked_at = time.monotonic()
                 return remote
             if remote is not None:  # the kubeconfig changed (a new endpoint or new credentials)
                 del self._remotes[key]
@@ -128,7 +142,7 @@ class ClusterCache:
                 on_delete=lambda node: self._tell(namespace, cluster, node),
             )
             informer.start()
-            remote = _Remote(version, client, informer)
+            remote = _Remote(version, client, informer, time.monotonic())
             self._remotes[key] = remote
             log.info("watching the nodes of cluster %s/%s", namespace, cluster)
             return remote

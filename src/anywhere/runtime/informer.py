@@ -16,6 +16,10 @@ What keeps it correct when things go wrong:
 - an optional resync period re-delivers every cached object as an update, so level-triggered
   controllers revisit everything now and then even if all went well.
 
+Indexes (client-go's indexers) answer "the objects of this cluster / of this owner" without a
+scan of the whole cache, which would make every reconcile cost grow with the number of objects
+the plane manages.
+
 Everything runs on the event loop: handlers are plain synchronous callables, called after the
 cache has changed, one at a time. They must be quick (enqueue a key, nothing more) and must not
 mutate the objects they are given, which are the cached ones.
@@ -28,14 +32,14 @@ import builtins
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from anywhere.runtime._backoff import Backoff
 from anywhere.runtime.client import Client, Expired, Resource
 
-__all__ = ["EventHandler", "Informer", "InformerFactory", "object_key", "split_key"]
+__all__ = ["EventHandler", "IndexFunc", "Informer", "InformerFactory", "object_key", "split_key"]
 
 log = logging.getLogger("anywhere.runtime.informer")
 
@@ -43,6 +47,8 @@ Obj = dict[str, Any]
 AddHandler = Callable[[Obj], None]
 UpdateHandler = Callable[[Obj, Obj], None]
 DeleteHandler = Callable[[Obj], None]
+# The values an object is filed under in one index (none: not in that index).
+IndexFunc = Callable[[Obj], Iterable[str]]
 
 # client-go's reflector asks for watches of 5-10 minutes, so reconnections of many clients spread out.
 WATCH_TIMEOUT_RANGE = (300, 600)
@@ -98,6 +104,9 @@ class Informer:
         self._page_size = page_size
         self._max_retry_delay = max_retry_delay
         self._cache: dict[str, Obj] = {}
+        self._index_funcs: dict[str, IndexFunc] = {}
+        self._indexes: dict[str, dict[str, dict[str, None]]] = {}  # index -> value -> keys
+        self._filed: dict[str, dict[str, tuple[str, ...]]] = {}  # index -> key -> values
         self._handlers: list[EventHandler] = []
         self._resource_version = ""
         self._synced = asyncio.Event()
@@ -119,6 +128,56 @@ class Informer:
 
     def keys(self) -> builtins.list[str]:
         return list(self._cache)
+
+    def add_index(self, name: str, func: IndexFunc) -> None:
+        """File every object (cached now and later) under ``func(obj)`` in index ``name``; adding
+        an index of a name already added is a no-op, so callers may add theirs when first needed."""
+        if name in self._index_funcs:
+            return
+        self._index_funcs[name] = func
+        self._indexes[name] = {}
+        self._filed[name] = {}
+        for key, obj in self._cache.items():
+            self._file(name, key, obj)
+
+    def by_index(self, name: str, value: str) -> builtins.list[Obj]:
+        """The cached objects filed under ``value`` in index ``name`` (see :meth:`add_index`)."""
+        keys = self._indexes[name].get(value)
+        return [self._cache[key] for key in keys] if keys else []
+
+    def _file(self, name: str, key: str, obj: Obj) -> None:
+        values = tuple(self._index_funcs[name](obj))
+        if values:
+            self._filed[name][key] = values
+            index = self._indexes[name]
+            for value in values:
+                index.setdefault(value, {})[key] = None
+
+    def _unfile(self, name: str, key: str) -> None:
+        index = self._indexes[name]
+        for value in self._filed[name].pop(key, ()):
+            keys = index.get(value)
+            if keys is not None:
+                keys.pop(key, None)
+                if not keys:
+                    del index[value]
+
+    def _store(self, key: str, obj: Obj) -> Obj | None:
+        """Put ``obj`` in the cache and the indexes; the object it replaces, if any."""
+        previous = self._cache.get(key)
+        self._cache[key] = obj
+        for name in self._index_funcs:
+            if previous is not None:
+                self._unfile(name, key)
+            self._file(name, key, obj)
+        return previous
+
+    def _remove(self, key: str) -> Obj | None:
+        previous = self._cache.pop(key, None)
+        if previous is not None:
+            for name in self._index_funcs:
+                self._unfile(name, key)
+        return previous
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -249,6 +308,10 @@ class Informer:
             self._fill_type(obj)
             fresh[object_key(obj)] = obj
         old, self._cache = self._cache, fresh
+        for name in self._index_funcs:
+            self._indexes[name], self._filed[name] = {}, {}
+            for key, obj in fresh.items():
+                self._file(name, key, obj)
         self._resource_version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
         for key, obj in fresh.items():
             previous = old.get(key)
@@ -289,15 +352,14 @@ class Informer:
                 if kind in ("ADDED", "MODIFIED"):
                     # ADDED for a known key happens (a selection re-entered, a relist raced a
                     # change): it is an update to us, as MODIFIED for an unknown key is an add.
-                    previous = self._cache.get(key)
-                    self._cache[key] = obj
+                    previous = self._store(key, obj)
                     self._resource_version = version
                     if previous is None:
                         self._added(obj)
                     else:
                         self._updated(previous, obj)
                 elif kind == "DELETED":
-                    previous = self._cache.pop(key, None)
+                    previous = self._remove(key)
                     self._resource_version = version
                     if previous is not None:
                         self._deleted(obj)

@@ -47,7 +47,7 @@ from typing import Any, Final
 
 from anywhere.api.capi import CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL
 from anywhere.api.duration import parse_duration
-from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false, set_true
+from anywhere.controllers.conditions import ERROR, READY, WARNING, is_true, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     add_finalizer,
@@ -58,6 +58,7 @@ from anywhere.controllers.objects import (
     labels_of,
     name_of,
     namespace_of,
+    of_cluster,
     parse_time,
     remove_finalizer,
     write_status,
@@ -122,6 +123,12 @@ ETCD_JOINED_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-etcd-joined"
 # The kubelet renews its node Lease this often (kubelet's default: a quarter of the 40 s lease).
 HEARTBEAT_PERIOD: Final = 10.0
 LEASE_DURATION_SECONDS: Final = 40
+# Until its node is Ready, a kubelet updates the node's status every 100 ms (kubelet's
+# fastStatusUpdateOnce), so a node notices its CNI about as soon as it is installed. Nothing here
+# watches the workload cluster's DaemonSets, so the simulated kubelet looks again after this, then
+# after half the time it has waited so far (a busy plane is not asked a question per second per
+# machine), and at least once per heartbeat.
+NOT_READY_POLL: Final = 1.0
 NODE_LEASE_NAMESPACE: Final = "kube-node-lease"
 CNI_NAMESPACE: Final = "kube-system"
 CNI_DAEMONSET: Final = "cilium"
@@ -349,6 +356,7 @@ class SimMachineController(Controller):
         self._etcd_health: dict[str, bool] = {}  # key -> member health last written
         self._cni: set[tuple[str, str]] = set()  # clusters whose CNI is known to be configured
         self._starved: set[str] = set()  # machines waiting for an address to come free
+        self._not_ready_since: dict[str, float] = {}  # key -> when its node was first seen not Ready
 
     # -- event mapping -------------------------------------------------------------------------------
 
@@ -360,8 +368,8 @@ class SimMachineController(Controller):
 
     def _machines_of_cluster(self, cluster: Obj) -> Iterable[str]:
         namespace, name = namespace_of(cluster), name_of(cluster)
-        for machine in self.machines.list():
-            if namespace_of(machine) == namespace and labels_of(machine).get(CLUSTER_NAME_LABEL) == name:
+        for machine in of_cluster(self.machines, namespace, name):
+            if labels_of(machine).get(CLUSTER_NAME_LABEL) == name:
                 yield f"{namespace}/{name_of(machine)}"
 
     def _on_node(self, namespace: str, cluster: str, node: Obj) -> None:
@@ -379,6 +387,7 @@ class SimMachineController(Controller):
         self._renewed.pop(key, None)
         self._etcd_health.pop(key, None)
         self._starved.discard(key)
+        self._not_ready_since.pop(key, None)
 
     def _released(self) -> None:
         """An address came free: the machines waiting for one try again now."""
@@ -581,12 +590,18 @@ class SimMachineController(Controller):
         if node is None or failing:
             self._renewed.pop(key, None)
             return None
+        if is_true(node, READY):
+            self._not_ready_since.pop(key, None)
+            period = HEARTBEAT_PERIOD
+        else:
+            waited = time.monotonic() - self._not_ready_since.setdefault(key, time.monotonic())
+            period = min(HEARTBEAT_PERIOD, max(NOT_READY_POLL, waited / 2))
         due = self._renewed.get(key, float("-inf")) + HEARTBEAT_PERIOD - time.monotonic()
         if due > 0.5:
-            return Result(requeue_after=due)
+            return Result(requeue_after=min(due, period))
         await self._renew_lease(client, node)
         self._renewed[key] = time.monotonic()
-        return Result(requeue_after=HEARTBEAT_PERIOD)
+        return Result(requeue_after=period)
 
     async def _etcd(
         self, key: str, obj: Obj, client: Client, cluster: str, address: str, *, healthy: bool, join: bool
