@@ -1,11 +1,14 @@
 """Benchmark of `anywhere serve`: writes, lists and watch delivery, beside raw storage in the same run.
 
     .venv/bin/python bench/apiserver.py [--objects 10000] [--clients 16] [--watchers 100] [--watch-objects 2000]
+    .venv/bin/python bench/apiserver.py --storage etcd [--members 1|3] [...]
 
 It starts a real server process (HTTPS, client certificate auth, SQLite storage in a temporary
-folder) and drives it over real connections. The baseline is the storage alone: the same writes
-through the same SQLite backend, in the same run on the same machine, so the ratio API/raw holds even
-when the machine is slow or noisy. Times are wall-clock; nothing here asserts a time.
+folder, or etcd: real members started here on loopback) and drives it over real connections. The
+baseline is the storage alone: the same writes through the same backend client (SQLiteStorage, or
+EtcdStorage against the same etcd members), `--clients` at a time, in the same run on the same
+machine, so the ratio API/raw holds even when the machine is slow or noisy. Times are wall-clock;
+nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from anywhere.storage import Storage
+from anywhere.storage.etcd import EtcdStorage
 from anywhere.storage.sqlite import SQLiteStorage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for the etcd launcher the tests use
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -155,9 +162,9 @@ async def watch_lag(client: Client, namespace: str, watchers: int, objects: int)
     return lags
 
 
-async def raw_storage(path: Path, objects: int, clients: int) -> float:
-    """The same writes (same keys, same bytes) straight into the SQLite backend, `clients` at a time."""
-    store = await SQLiteStorage.open(path)
+async def raw_storage(store: Storage, objects: int, clients: int) -> tuple[float, list[float]]:
+    """The same writes (same keys, same bytes) straight into a storage backend, `clients` at a time."""
+    latencies: list[float] = []
     try:
         names = [f"raw-{i:05}" for i in range(objects)]
         queue: asyncio.Queue[str] = asyncio.Queue()
@@ -167,11 +174,13 @@ async def raw_storage(path: Path, objects: int, clients: int) -> float:
         async def worker() -> None:
             while not queue.empty():
                 name = queue.get_nowait()
+                began = time.perf_counter()
                 await store.create(f"/registry/core/configmaps/bench/{name}", configmap(name))
+                latencies.append(time.perf_counter() - began)
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
-        return objects / (time.perf_counter() - start)
+        return objects / (time.perf_counter() - start), latencies
     finally:
         await store.close()
 
@@ -244,9 +253,9 @@ async def server_side_create_latency(client: Client) -> float:
     return values.get("apiserver_request_duration_seconds_sum", 0.0) / count if count else 0.0
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_server(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "anywhere", "serve", "--data-dir", str(data_dir), "--port", "0"],
+        [sys.executable, "-m", "anywhere", "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -262,27 +271,47 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="anywhere-bench-") as tmp:
         root = Path(tmp)
-        raw_rate = await raw_storage(root / "raw.db", args.objects, args.clients)
-        tx_rate = await asyncio.to_thread(raw_transactions, root / "tx.db", args.objects, args.clients)
-        process, url = start_server(root / "server")
+        cluster = None
+        extra: tuple[str, ...] = ()
+        tx_rate = 0.0
         try:
-            client = Client(root / "server", url)
-            await create_namespace(client, "bench")
-            names = [f"cm-{i:05}" for i in range(args.objects)]
-            start, cpu_start = time.perf_counter(), time.process_time()
-            latencies = await create_many(client, "bench", names, args.clients)
-            elapsed = time.perf_counter() - start
-            api_rate = args.objects / elapsed
-            client_cores = (time.process_time() - cpu_start) / elapsed
-            server_mean = await server_side_create_latency(client)
-            unpaged, count = await list_all(client, "bench", 0)
-            paged, paged_count = await list_all(client, "bench", 500)
-            await create_namespace(client, "watch")
-            lags = await watch_lag(client, "watch", args.watchers, args.watch_objects)
+            if args.storage == "etcd":
+                from tests.etcd_fixtures import start_etcd
+
+                cluster = start_etcd(root / "etcd", args.members)
+                extra = ("--storage", "etcd", "--etcd-endpoints", cluster.endpoint_arg)
+                # the raw baseline writes under another prefix of the same members, before the API runs
+                raw_store: Storage = await EtcdStorage.open(cluster.endpoints, prefix="/raw/")
+            else:
+                raw_store = await SQLiteStorage.open(root / "raw.db")
+            raw_rate, raw_latencies = await raw_storage(raw_store, args.objects, args.clients)
+            if cluster is None:
+                tx_rate = await asyncio.to_thread(
+                    raw_transactions, root / "tx.db", args.objects, args.clients
+                )
+            process, url = start_server(root / "server", *extra)
+            try:
+                client = Client(root / "server", url)
+                await create_namespace(client, "bench")
+                names = [f"cm-{i:05}" for i in range(args.objects)]
+                start, cpu_start = time.perf_counter(), time.process_time()
+                latencies = await create_many(client, "bench", names, args.clients)
+                elapsed = time.perf_counter() - start
+                api_rate = args.objects / elapsed
+                client_cores = (time.process_time() - cpu_start) / elapsed
+                server_mean = await server_side_create_latency(client)
+                unpaged, count = await list_all(client, "bench", 0)
+                paged, paged_count = await list_all(client, "bench", 500)
+                await create_namespace(client, "watch")
+                lags = await watch_lag(client, "watch", args.watchers, args.watch_objects)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
-    print(f"creates ({args.objects} ConfigMaps, {args.clients} clients):")
+            if cluster is not None:
+                cluster.stop()
+    backend = f"etcd, {args.members} member{'s' if args.members > 1 else ''}" if cluster else "SQLite"
+    print(f"creates ({args.objects} ConfigMaps, {args.clients} clients, storage: {backend}):")
     print(
         f"  API             {api_rate:8.0f} creates/s   p50 {statistics.median(latencies) * 1000:6.1f} ms   "
         f"p99 {percentile(latencies, 0.99) * 1000:6.1f} ms"
@@ -291,14 +320,27 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"   the server's own time per create, receipt to response incl. the durable commit: {server_mean * 1000:.1f} ms)"
     )
-    print(
-        f"  raw storage     {raw_rate:8.0f} creates/s   (same writes through the storage backend alone, group commit)"
-    )
-    print(
-        f"  raw SQLite tx   {tx_rate:8.0f} creates/s   (same writes as one SQLite transaction each, {args.clients} threads)"
-    )
-    print(f"  ratio API/raw SQLite tx {api_rate / tx_rate:6.2f}   (the baseline: plain SQLite transactions)")
-    print(f"  ratio API/raw storage   {api_rate / raw_rate:6.2f}   (against our own group-commit backend)")
+    raw_p50, raw_p99 = statistics.median(raw_latencies) * 1000, percentile(raw_latencies, 0.99) * 1000
+    if cluster is not None:
+        print(
+            f"  raw etcd puts   {raw_rate:8.0f} creates/s   p50 {raw_p50:6.1f} ms   p99 {raw_p99:6.1f} ms"
+            f"   (EtcdStorage.create, the server's own client, {args.clients} at a time)"
+        )
+        print(f"  ratio API/raw etcd      {api_rate / raw_rate:6.2f}")
+    else:
+        print(
+            f"  raw storage     {raw_rate:8.0f} creates/s   p50 {raw_p50:6.1f} ms   p99 {raw_p99:6.1f} ms"
+            "   (same writes through the storage backend alone, group commit)"
+        )
+        print(
+            f"  raw SQLite tx   {tx_rate:8.0f} creates/s   (same writes as one SQLite transaction each, {args.clients} threads)"
+        )
+        print(
+            f"  ratio API/raw SQLite tx {api_rate / tx_rate:6.2f}   (the baseline: plain SQLite transactions)"
+        )
+        print(
+            f"  ratio API/raw storage   {api_rate / raw_rate:6.2f}   (against our own group-commit backend)"
+        )
     print(f"list of {count} ConfigMaps:")
     print(f"  unpaged         {unpaged * 1000:8.0f} ms")
     print(f"  paged (500)     {paged * 1000:8.0f} ms   ({paged_count} items)")
@@ -315,6 +357,10 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--watchers", type=int, default=100)
     parser.add_argument("--watch-objects", type=int, default=2_000)
+    parser.add_argument("--storage", choices=("sqlite", "etcd"), default="sqlite")
+    parser.add_argument(
+        "--members", type=int, choices=(1, 3), default=1, help="etcd members (--storage etcd)"
+    )
     try:
         import uvloop
 

@@ -75,13 +75,24 @@ class Server:
         return result
 
 
-def start_server(data_dir: Path, port: int = 0) -> Server:
-    """Start `anywhere serve` on ``data_dir`` (``port`` 0: any free port) and wait until it is ready."""
+def start_server(data_dir: Path, port: int = 0, args: tuple[str, ...] = ()) -> Server:
+    """Start `anywhere serve` on ``data_dir`` (``port`` 0: any free port; ``args``: more options) and
+    wait until it is ready."""
     # The log goes to a file, not a pipe: nobody reads a pipe while tests run, and a full one
     # would block the server.
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "anywhere", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "anywhere",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+                *args,
+            ],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import yaml
 from aiohttp import web
 
 from anywhere import __version__
-from anywhere.apiserver import selectors
+from anywhere.apiserver import protobuf, selectors
 from anywhere.apiserver.errors import StatusError
 from anywhere.apiserver.objects import Obj
 from anywhere.apiserver.resources import ResourceType
@@ -25,6 +26,7 @@ from anywhere.apiserver.resources import ResourceType
 class User:
     name: str
     groups: tuple[str, ...] = ()
+    uid: str = ""
 
 
 USER_KEY: web.RequestKey[User] = web.RequestKey("user", User)
@@ -210,3 +212,28 @@ def decode_continue(token: str | None) -> tuple[str, int]:
         raise StatusError(
             400, "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
         ) from None
+
+
+def parse_body(raw: bytes, content_type: str) -> Obj:
+    """A request body as an object: JSON, YAML or Kubernetes protobuf, as ``content_type`` says;
+    a 415 for another type, a 400 for a body that does not parse or is not an object."""
+    try:
+        if content_type in ("application/json", "", "application/octet-stream"):
+            body = orjson.loads(raw) if raw else None
+        elif content_type == protobuf.CONTENT_TYPE:
+            body = protobuf.decode_request(raw)
+        elif content_type in ("application/yaml", "application/x-yaml"):
+            body = yaml.safe_load(raw)
+        else:
+            raise StatusError(
+                415,
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"application/json, application/yaml, {protobuf.CONTENT_TYPE} (got {content_type})",
+            )
+    except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise StatusError(
+            400, f"the request body is not valid JSON or YAML: {str(exc).splitlines()[0]}"
+        ) from None
+    if not isinstance(body, dict):
+        raise StatusError(400, "the request body must be a JSON object")
+    return body

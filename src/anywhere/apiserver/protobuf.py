@@ -329,6 +329,13 @@ _SCHEMA_SOURCE: dict[str, str] = {
     "LabelSelectorAttributes": "1 rawSelector string; 2 requirements []LabelSelectorRequirement",
     "NonResourceAttributes": "1 path string; 2 verb string",
     "SubjectAccessReviewStatus": "1 allowed! bool; 4 denied bool; 2 reason string; 3 evaluationError string",
+    "SelfSubjectRulesReview": """1 metadata ObjectMeta; 2 spec! SelfSubjectRulesReviewSpec;
+        3 status SubjectRulesReviewStatus""",
+    "SelfSubjectRulesReviewSpec": "1 namespace string",
+    "SubjectRulesReviewStatus": """1 resourceRules! []ResourceRule; 2 nonResourceRules! []NonResourceRule;
+        3 incomplete! bool; 4 evaluationError string""",
+    "ResourceRule": "1 verbs! []string; 2 apiGroups []string; 3 resources []string; 4 resourceNames []string",
+    "NonResourceRule": "1 verbs! []string; 2 nonResourceURLs []string",
     # --- k8s.io/api/policy/v1 (kubectl drain, kubectl create poddisruptionbudget)
     "Eviction": "1 metadata ObjectMeta; 2 deleteOptions *DeleteOptions",
     "PodDisruptionBudget": """1 metadata ObjectMeta; 2 spec PodDisruptionBudgetSpec;
@@ -419,6 +426,7 @@ _KINDS: dict[tuple[str, str], str] = {
     ("authentication.k8s.io", "TokenRequest"): "TokenRequest",
     ("authentication.k8s.io", "SelfSubjectReview"): "SelfSubjectReview",
     ("authorization.k8s.io", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
+    ("authorization.k8s.io", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
     ("authorization.k8s.io", "SubjectAccessReview"): "SubjectAccessReview",
     ("authorization.k8s.io", "LocalSubjectAccessReview"): "SubjectAccessReview",
     ("policy", "Eviction"): "Eviction",

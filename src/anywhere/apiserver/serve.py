@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import signal
 import sys
@@ -20,8 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
-from anywhere.apiserver import pki
-from anywhere.apiserver._http import User
+from anywhere.apiserver import authn, pki
+from anywhere.apiserver.audit import AuditConfigError, Auditor, Policy
+from anywhere.apiserver.authapi import Access
+from anywhere.apiserver.encryption import EncryptionConfig, wrap
 from anywhere.apiserver.server import APIServer
 from anywhere.storage import Storage
 from anywhere.storage.sqlite import SQLiteStorage
@@ -44,35 +45,54 @@ class ServeOptions:
     # Runs beside the server once it is ready, given the admin kubeconfig, until the server stops
     # (the management plane's controllers); its failure stops the server.
     companion: Callable[[Path], Coroutine[Any, Any, None]] | None = None
-
-
-class TokenAndCertAuthenticator:
-    """Who is calling: a verified client certificate, or a bearer token known to the server."""
-
-    def __init__(self, tokens: dict[str, User]) -> None:
-        self._tokens = tokens
-
-    async def __call__(self, request: web.Request) -> User | None:
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            presented = header[len("Bearer ") :].strip()
-            for token, user in self._tokens.items():
-                if hmac.compare_digest(token, presented):
-                    return user
-            return None
-        transport = request.transport
-        peercert = transport.get_extra_info("peercert") if transport is not None else None
-        identity = pki.peer_identity(peercert) if peercert else None
-        if identity is None:
-            return None
-        name, groups = identity
-        return User(name, tuple(groups))
+    # Resources encrypted at rest (--encryption-provider-config), and the audit log: its policy and
+    # its file (--audit-policy-file, --audit-log-path; "-" is standard output).
+    encryption_config: EncryptionConfig | None = None
+    audit_policy: Policy | None = None
+    audit_log_path: str = "-"
+    # Bearer tokens of kube-apiserver's --token-auth-file CSV; anonymous requests (system:anonymous)
+    # instead of 401 for callers without credentials.
+    token_auth_file: Path | None = None
+    anonymous_auth: bool = False
+    # --storage etcd: the members' client URLs, the key prefix, and the TLS files for https members
+    # (etcd's CA, this server's client certificate and key), as kube-apiserver's --etcd-* flags.
+    etcd_endpoints: tuple[str, ...] = ()
+    etcd_prefix: str = "/anywhere/"
+    etcd_cafile: Path | None = None
+    etcd_certfile: Path | None = None
+    etcd_keyfile: Path | None = None
 
 
 async def open_storage(options: ServeOptions) -> Storage:
+    if options.storage == "etcd":
+        return await _open_etcd(options)
     if options.storage != "sqlite":
-        raise SystemExit(f"error: storage {options.storage!r} is not available; use --storage sqlite")
+        raise SystemExit(f"error: storage {options.storage!r} is not available; use --storage sqlite or etcd")
     return await SQLiteStorage.open(options.data_dir / "state.db")
+
+
+async def _open_etcd(options: ServeOptions) -> Storage:
+    """The etcd store, or one line saying why not (bad options; no member reachable)."""
+    from anywhere.storage import Unavailable
+    from anywhere.storage.etcd import EtcdStorage
+
+    if not options.etcd_endpoints:
+        raise SystemExit(
+            "error: --storage etcd needs --etcd-endpoints URL[,URL...] (e.g. http://127.0.0.1:2379)"
+        )
+    where = ", ".join(options.etcd_endpoints)
+    try:
+        return await EtcdStorage.open(
+            options.etcd_endpoints,
+            prefix=options.etcd_prefix,
+            ca_file=options.etcd_cafile,
+            cert_file=options.etcd_certfile,
+            key_file=options.etcd_keyfile,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    except Unavailable as exc:
+        raise SystemExit(f"error: cannot reach etcd at {where}: {exc} — is etcd running?") from None
 
 
 async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None:
@@ -84,9 +104,19 @@ async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None
         with contextlib.suppress(ValueError, OSError):
             options.port = int(port_file.read_text().strip())
     keys = pki.load_or_create(options.data_dir, list(options.extra_sans))
-    storage = await open_storage(options)
-    authenticator = TokenAndCertAuthenticator({keys.admin_token: User("admin", ("system:masters",))})
-    server = APIServer(storage, authenticator)
+    try:
+        static_tokens = authn.load_token_file(options.token_auth_file) if options.token_auth_file else {}
+    except authn.TokenFileError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    storage = wrap(await open_storage(options), options.encryption_config)
+    auditor = Auditor(options.audit_policy, options.audit_log_path) if options.audit_policy else None
+    access = Access(storage, keys.sa_private_key_pem)
+    authenticator = authn.Authenticator(
+        {**static_tokens, keys.admin_token: authn.ADMIN},
+        access.service_accounts,
+        anonymous=options.anonymous_auth,
+    )
+    server = APIServer(access.storage, authenticator, auditor=auditor, access=access)
     runner: web.AppRunner | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -96,6 +126,9 @@ async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None
     compactor: asyncio.Task[None] | None = None
     companion: asyncio.Task[None] | None = None
     try:
+        if auditor is not None:
+            await auditor.start()
+        await access.start()
         await server.start()
         runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
         await runner.setup()
@@ -137,6 +170,9 @@ async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None
         await server.stop()  # ends open watches first, so the HTTP shutdown has nothing to wait for
         if runner is not None:
             await runner.cleanup()
+        if auditor is not None:
+            await auditor.close()  # after the last request: its events are written
+        await access.stop()
         await storage.close()
 
 
@@ -180,6 +216,9 @@ def main(options: ServeOptions) -> int:
     )
     try:
         _event_loop_runner()(run(options))
+    except AuditConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"error: cannot serve on {options.host}:{options.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

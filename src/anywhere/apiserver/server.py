@@ -21,7 +21,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from anywhere.apiserver import admission, fieldmanager, metrics, openapi, protobuf, structural
+from anywhere.apiserver import admission, fieldmanager, metrics, openapi, structural
 from anywhere.apiserver import crd as crd_admission
 from anywhere.apiserver._http import (
     USER_KEY,
@@ -35,6 +35,7 @@ from anywhere.apiserver._http import (
     encode_continue,
     int_param,
     json_response,
+    parse_body,
     parse_rv,
     report_unknown_fields,
     selection,
@@ -45,6 +46,9 @@ from anywhere.apiserver._http import (
     wants_table,
 )
 from anywhere.apiserver._jsonvalues import copy_json
+from anywhere.apiserver._views import View
+from anywhere.apiserver.audit import Auditor
+from anywhere.apiserver.authapi import Access
 from anywhere.apiserver.errors import StatusError, already_exists, conflict, invalid, not_found
 from anywhere.apiserver.lifecycle import Lifecycle
 from anywhere.apiserver.objects import (
@@ -74,14 +78,29 @@ Authenticator = Callable[[web.Request], Awaitable["User | None"]]
 class APIServer:
     """One API server over one :class:`Storage`. Several may share a store (see the etcd backend)."""
 
-    def __init__(self, storage: Storage, authenticate: Authenticator, *, install_crds: bool = True) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        authenticate: Authenticator,
+        *,
+        install_crds: bool = True,
+        auditor: Auditor | None = None,
+        access: Access | None = None,
+    ) -> None:
         self.storage = storage
+        self.access = access  # RBAC and the access APIs; None: every authenticated user may do anything
+        self.auditor = auditor  # writes the audit log, when a policy asks for one
         # A management API serves the anywhere and Cluster API kinds; a workload cluster's API does not.
         self.install_crds = install_crds
         self.registry = Registry()
         self._authenticate = authenticate
         self._tasks: list[asyncio.Task[None]] = []
         self._namespaces: dict[str, bool] = {}  # name -> terminating; followed from storage
+        # What every request consults, kept in memory: the served CRDs, and the namespaces.
+        self._views = (
+            View(self.storage, CRD_TYPE.storage_prefix(), _by_name(self.registry.set_crd)),
+            View(self.storage, NAMESPACE_TYPE.storage_prefix(), _by_name(self._set_namespace)),
+        )
         self._streams: set[Watch] = set()  # open watches, ended on stop
         self.metrics = metrics.Metrics(lambda: len(self._streams))
         self._watch_cache: collections.OrderedDict[tuple[int, str], tuple[Obj, bytes]] = (
@@ -96,24 +115,8 @@ class APIServer:
         """Install our CRDs, serve every stored CRD and follow their changes, make the default namespaces."""
         if self.install_crds:
             await self._install_crds()
-        listed = await self.storage.list(CRD_TYPE.storage_prefix())
-        for record in listed.records:
-            crd = decode(record.value)
-            self.registry.set_crd(crd["metadata"]["name"], crd)
-        self._tasks.append(
-            asyncio.create_task(
-                self._follow(CRD_TYPE.storage_prefix(), listed.revision, self.registry.set_crd)
-            )
-        )
-        namespaces = await self.storage.list(NAMESPACE_TYPE.storage_prefix())
-        for record in namespaces.records:
-            namespace = decode(record.value)
-            self._set_namespace(namespace["metadata"]["name"], namespace)
-        self._tasks.append(
-            asyncio.create_task(
-                self._follow(NAMESPACE_TYPE.storage_prefix(), namespaces.revision, self._set_namespace)
-            )
-        )
+        for view in self._views:
+            await view.start()
         self._tasks.append(asyncio.create_task(Lifecycle(self).run()))
         for name in DEFAULT_NAMESPACES:
             with contextlib.suppress(KeyExists):
@@ -150,24 +153,6 @@ class APIServer:
                 with contextlib.suppress(Conflict):
                     await self.storage.update(key, stored(current), expected_rv=record.mod_rv)
 
-    async def _follow(self, prefix: str, revision: int, apply: Callable[[str, Obj | None], None]) -> None:
-        """Keep an in-memory view of one prefix current: every change is handed to ``apply``."""
-        while True:
-            try:
-                watch = await self.storage.watch(prefix, revision)
-                async for event in watch:
-                    revision = event.rv
-                    obj = decode(event.value)
-                    apply(obj["metadata"]["name"], None if event.type == "DELETED" else obj)
-            except Compacted:
-                listed = await self.storage.list(prefix)
-                for record in listed.records:
-                    obj = decode(record.value)
-                    apply(obj["metadata"]["name"], obj)
-                revision = listed.revision
-            except Unavailable:
-                await asyncio.sleep(1)
-
     def _set_namespace(self, name: str, namespace: Obj | None) -> None:
         if namespace is None:
             self._namespaces.pop(name, None)
@@ -178,6 +163,8 @@ class APIServer:
         """End every watch (their clients re-watch elsewhere) and the background tasks."""
         for stream in tuple(self._streams):
             stream.close()
+        for view in self._views:
+            await view.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -186,6 +173,8 @@ class APIServer:
 
     def app(self) -> web.Application:
         application = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._errors])
+        if self.auditor is not None:
+            self.auditor.install(application)
         application.router.add_route("*", "/{tail:.*}", self._dispatch)
         return application
 
@@ -231,6 +220,10 @@ class APIServer:
         if user is None:
             raise StatusError(401, "Unauthorized")
         request[USER_KEY] = user
+        if self.access is not None:
+            self.access.authorize(request, user)  # 403 unless RBAC allows it
+            if (answered := await self.access.serve(request)) is not None:
+                return answered
         if path == "/version":
             return json_response(version_info())
         if path == "/metrics":
@@ -333,6 +326,8 @@ class APIServer:
         groups = [g for name in self.registry.groups() if name and (g := self._group(name))]
         for group in groups:
             del group["kind"], group["apiVersion"]
+        if self.access is not None:
+            groups.extend(self.access.groups())
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
@@ -456,28 +451,7 @@ class APIServer:
         return obj
 
     async def _body(self, request: web.Request, rt: ResourceType) -> Obj:
-        raw = await request.read()
-        content_type = request.content_type
-        try:
-            if content_type in ("application/json", "", "application/octet-stream"):
-                body = decode(raw) if raw else None
-            elif content_type == protobuf.CONTENT_TYPE:
-                body = protobuf.decode_request(raw)
-            elif content_type in ("application/yaml", "application/x-yaml"):
-                body = yaml.safe_load(raw)
-            else:
-                raise StatusError(
-                    415,
-                    f"the body of the request was in an unknown format - accepted media types include: "
-                    f"application/json, application/yaml, {protobuf.CONTENT_TYPE} (got {content_type})",
-                )
-        except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise StatusError(
-                400, f"the request body is not valid JSON or YAML: {str(exc).splitlines()[0]}"
-            ) from None
-        if not isinstance(body, dict):
-            raise StatusError(400, "the request body must be a JSON object")
-        return body
+        return parse_body(await request.read(), request.content_type)
 
     def _check_kind(self, rt: ResourceType, obj: Obj) -> None:
         """Type fields may be left out (the URL says them); when given they must agree with it."""
@@ -1052,6 +1026,12 @@ class APIServer:
             stream.close()
             self._streams.discard(stream)
         return response
+
+
+def _by_name(apply: Callable[[str, Obj | None], None]) -> Callable[[str, Obj | None], None]:
+    """A view's ``apply`` by storage key, for followers keyed by object name (cluster-scoped kinds:
+    the name is the key's last segment)."""
+    return lambda key, obj: apply(key.rsplit("/", 1)[-1], obj)
 
 
 def _get_path(obj: Obj, path: str) -> Any:

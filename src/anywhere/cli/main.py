@@ -10,7 +10,7 @@ import copy
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 import yaml
@@ -33,6 +33,9 @@ from anywhere.api.crds import all_crds
 from anywhere.api.generate import DEFAULT_KUBERNETES_VERSION, generate_config
 from anywhere.api.infra import PROVIDERS, rules_for_datacenter
 from anywhere.cli.cluster import register as register_lifecycle
+
+if TYPE_CHECKING:
+    from anywhere.apiserver.serve import ServeOptions
 
 app = typer.Typer(
     name="anywhere",
@@ -152,7 +155,7 @@ def serve(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Where state, certificates and keys live.")],
     port: Annotated[int, typer.Option("--port", help="HTTPS port (0 picks a free one).")] = 6443,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    storage: Annotated[str, typer.Option("--storage", help="Storage backend: sqlite.")] = "sqlite",
+    storage: Annotated[str, typer.Option("--storage", help="Storage backend: sqlite or etcd.")] = "sqlite",
     san: Annotated[
         list[str] | None, typer.Option("--san", help="Extra name or IP for the serving certificate.")
     ] = None,
@@ -169,6 +172,48 @@ def serve(
         str | None,
         typer.Option("--self-cluster", help="The self-managed cluster whose own API this server is."),
     ] = None,
+    encryption_provider_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--encryption-provider-config",
+            help="An EncryptionConfiguration file: which resources to encrypt at rest, with which keys.",
+        ),
+    ] = None,
+    audit_policy_file: Annotated[
+        Path | None, typer.Option("--audit-policy-file", help="An audit.k8s.io/v1 Policy file.")
+    ] = None,
+    audit_log_path: Annotated[
+        str | None,
+        typer.Option("--audit-log-path", help="Where audit events go, as JSON lines (- for stdout)."),
+    ] = None,
+    token_auth_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-auth-file", help='Bearer tokens, one per line: token,user,uid[,"group1,group2"].'
+        ),
+    ] = None,
+    anonymous_auth: Annotated[
+        bool,
+        typer.Option(
+            "--anonymous-auth", help="Serve requests without credentials as system:anonymous (else 401)."
+        ),
+    ] = False,
+    etcd_endpoints: Annotated[
+        str | None,
+        typer.Option("--etcd-endpoints", help="With --storage etcd: the members' URLs, comma-separated."),
+    ] = None,
+    etcd_prefix: Annotated[
+        str, typer.Option("--etcd-prefix", help="With --storage etcd: the prefix of every key.")
+    ] = "/anywhere/",
+    etcd_cafile: Annotated[
+        Path | None, typer.Option("--etcd-cafile", help="The CA that signed the etcd members' certificates.")
+    ] = None,
+    etcd_certfile: Annotated[
+        Path | None, typer.Option("--etcd-certfile", help="Client certificate presented to etcd.")
+    ] = None,
+    etcd_keyfile: Annotated[
+        Path | None, typer.Option("--etcd-keyfile", help="The key of --etcd-certfile.")
+    ] = None,
 ) -> None:
     """Run the Kubernetes-compatible API server until SIGTERM; writes DATA_DIR/admin.kubeconfig.
 
@@ -181,11 +226,118 @@ def serve(
     if self_cluster and not controllers:
         fail("--self-cluster needs --controllers", code=2)
     options = ServeOptions(data_dir, port, host, storage, tuple(san or ()), reuse_port=reuse_port)
+    _etcd_options(options, etcd_endpoints, etcd_prefix, etcd_cafile, etcd_certfile, etcd_keyfile)
+    _security_options(options, encryption_provider_config, audit_policy_file, audit_log_path)
+    _auth_options(options, token_auth_file, anonymous_auth)
     if controllers:
         from anywhere.controllers import plane
 
         options.companion = lambda kubeconfig: plane.run(kubeconfig, data_dir, self_cluster=self_cluster)
     raise typer.Exit(main(options))
+
+
+def _etcd_options(
+    options: ServeOptions,
+    endpoints: str | None,
+    prefix: str,
+    cafile: Path | None,
+    certfile: Path | None,
+    keyfile: Path | None,
+) -> None:
+    """Check the --etcd-* options against --storage before anything starts."""
+    from anywhere.storage.etcd import parse_endpoints
+
+    etcd_flags = endpoints is not None or cafile or certfile or keyfile
+    if options.storage not in ("sqlite", "etcd"):
+        fail(f"--storage {options.storage!r} is not a storage backend; use sqlite or etcd", code=2)
+    if options.storage != "etcd":
+        if etcd_flags:
+            fail("the --etcd-* options need --storage etcd", code=2)
+        return
+    if not endpoints:
+        fail("--storage etcd needs --etcd-endpoints URL[,URL...] (e.g. http://127.0.0.1:2379)", code=2)
+    try:
+        options.etcd_endpoints = tuple(parse_endpoints(endpoints))
+    except ValueError as exc:
+        fail(f"--etcd-endpoints: {exc}", code=2)
+    if not prefix.startswith("/"):
+        fail(f"--etcd-prefix {prefix!r} must start with '/'", code=2)
+    if bool(certfile) != bool(keyfile):
+        fail("--etcd-certfile and --etcd-keyfile go together", code=2)
+    for flag, path in (("--etcd-cafile", cafile), ("--etcd-certfile", certfile), ("--etcd-keyfile", keyfile)):
+        if path is not None and not path.is_file():
+            fail(f"{flag} {path}: no such file", code=2)
+    options.etcd_prefix = prefix
+    options.etcd_cafile, options.etcd_certfile, options.etcd_keyfile = cafile, certfile, keyfile
+
+
+def _security_options(
+    options: ServeOptions, encryption: Path | None, policy: Path | None, log_path: str | None
+) -> None:
+    """Load the encryption and audit configuration now, so a bad file stops the start with its reason."""
+    from anywhere.apiserver import audit
+    from anywhere.apiserver.encryption import EncryptionConfigError, load_config
+
+    if (policy is None) != (log_path is None):
+        fail("--audit-policy-file and --audit-log-path go together (use --audit-log-path - for stdout)", 2)
+    try:
+        if encryption is not None:
+            options.encryption_config = load_config(encryption)
+        if policy is not None and log_path is not None:
+            options.audit_policy = audit.load_policy(policy)
+            if log_path != "-":
+                audit.open_log(log_path).close()  # a path we cannot write fails now, not later
+            options.audit_log_path = log_path
+    except (EncryptionConfigError, audit.AuditConfigError) as exc:
+        fail(str(exc))
+
+
+def _auth_options(options: ServeOptions, token_file: Path | None, anonymous: bool) -> None:
+    """Check the token file now, so a malformed one stops the start with the line at fault."""
+    from anywhere.apiserver.authn import TokenFileError, load_token_file
+
+    if token_file is not None:
+        try:
+            load_token_file(token_file)
+        except TokenFileError as exc:
+            fail(str(exc))
+    options.token_auth_file = token_file
+    options.anonymous_auth = anonymous
+
+
+@generate_app.command("kubeconfig")
+def generate_kubeconfig(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="The data dir of the server (`anywhere serve`).")
+    ],
+    user: Annotated[str, typer.Option("--user", help="The user name (the client certificate's CN).")],
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", help="A group of the user (the certificate's O); repeatable."),
+    ] = None,
+    days: Annotated[int, typer.Option("--days", help="How long the client certificate is valid.")] = 365,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="Use this bearer token (e.g. from `kubectl create token`) instead of a certificate.",
+        ),
+    ] = None,
+) -> None:
+    """Print a kubeconfig for a user of the server in DATA_DIR: a client certificate signed by the
+    cluster CA (as `kubeadm kubeconfig user` makes), or a bearer token. What the user may do is up
+    to RBAC: bind a Role or ClusterRole to the user or one of its groups."""
+    from anywhere.apiserver.authn import user_kubeconfig
+    from anywhere.apiserver.pki import PKIError
+
+    if days < 1:
+        fail(f"--days {days} must be at least 1", code=2)
+    if token is not None and group:
+        fail("--group applies to certificates; a token's groups are the ones its issuer gave it", code=2)
+    try:
+        sys.stdout.write(user_kubeconfig(data_dir, user, tuple(group or ()), days=days, token=token))
+    except (ValueError, PKIError) as exc:
+        fail(str(exc))
 
 
 def run() -> None:

@@ -29,9 +29,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from anywhere.apiserver import pki
-from anywhere.apiserver._http import User
-from anywhere.apiserver.serve import TokenAndCertAuthenticator
+from anywhere.apiserver import authn, pki
 from anywhere.apiserver.server import APIServer
 from anywhere.storage.sqlite import SQLiteStorage
 
@@ -206,7 +204,7 @@ class EndpointHost:
                 await asyncio.to_thread(_write_port, folder, bound)
             (await self._recorded_ports())[key] = bound
             storage = await SQLiteStorage.open(folder / "state.db")
-            authenticator = TokenAndCertAuthenticator({keys.admin_token: User("admin", ("system:masters",))})
+            authenticator = authn.Authenticator({keys.admin_token: authn.ADMIN})
             server = APIServer(storage, authenticator, install_crds=False)
             await server.start()
             runner = web.AppRunner(
