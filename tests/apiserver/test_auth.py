@@ -559,3 +559,47 @@ def test_nobody_grants_what_they_do_not_hold(server: Server) -> None:
         "-n",
         "esc",
     )
+
+
+def test_an_aggregation_rule_takes_full_authority(server: Server) -> None:
+    """A ClusterRole with an empty rule list needs nothing to write, but an aggregationRule would
+    gather the rules of any role it selects (cluster-admin's included): setting one, or changing a
+    role that has one, takes what cluster-admin holds, as in Kubernetes."""
+    mallory = kubeconfig(server, "mallory")
+    admin(
+        server,
+        "create",
+        "clusterrole",
+        "role-writer",
+        "--verb=get,create,update,patch",
+        "--resource=clusterroles,clusterrolebindings",
+    )
+    admin(
+        server,
+        "create",
+        "clusterrolebinding",
+        "mallory-writes",
+        "--clusterrole=role-writer",
+        "--user=mallory",
+    )
+    empty = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "team"},
+    }
+    ok(mallory, "create", "-f", "-", input=json.dumps(empty))
+    ok(mallory, "create", "clusterrolebinding", "team", "--clusterrole=team", "--user=mallory")
+    gathering = {
+        **empty,
+        "aggregationRule": {
+            "clusterRoleSelectors": [{"matchLabels": {"kubernetes.io/bootstrapping": "rbac-defaults"}}]
+        },
+    }
+    refused = kubectl(mallory, "apply", "-f", "-", input=json.dumps(gathering))
+    assert refused.returncode != 0
+    assert "must have cluster-admin privileges to use the aggregationRule" in refused.stderr
+    assert kubectl(mallory, "auth", "can-i", "delete", "secrets", "-n", "kube-system").stdout.strip() == "no"
+    # nor may she edit a role that aggregates (view's rules come from the roles it selects)
+    relabel = kubectl(mallory, "label", "clusterrole", "view", "mine=yes")
+    assert relabel.returncode != 0
+    assert "must have cluster-admin privileges to use the aggregationRule" in relabel.stderr

@@ -237,3 +237,9 @@ def parse_body(raw: bytes, content_type: str) -> Obj:
     if not isinstance(body, dict):
         raise StatusError(400, "the request body must be a JSON object")
     return body
+
+
+def query_flag(value: str | None) -> bool:
+    """A boolean query parameter as kube-apiserver reads it (Go's strconv.ParseBool true values):
+    authorization and routing must agree on whether ``?watch=...`` is a watch."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")

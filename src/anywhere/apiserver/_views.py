@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from anywhere.storage import Compacted, ListResult, Record, Storage, Unavailable, Watch
+from anywhere.storage import Compacted, ListResult, Record, Storage, StorageError, Watch
 
 log = logging.getLogger("anywhere.apiserver")
 
@@ -91,14 +91,18 @@ class View:
                 log.info("watch of %s ended (%s); resuming", self.prefix, watch.closed_reason)
                 await asyncio.sleep(RETRY_AFTER)
             except Compacted:
-                await self.load()
-            except Unavailable:
+                try:
+                    await self.load()
+                except StorageError as exc:  # the store went away meanwhile: the watch fails again
+                    log.info("cannot reload %s yet: %s", self.prefix, exc)
+                    await asyncio.sleep(RETRY_AFTER)
+            except StorageError:
                 await asyncio.sleep(RETRY_AFTER)
 
     def _deliver(self, key: str, value: bytes | None) -> None:
         if value is None:
             self._keys.discard(key)
-            self._apply(key, None)
+            self._call(key, None)
             return
         try:
             obj = orjson.loads(value)
@@ -107,7 +111,14 @@ class View:
             return
         if isinstance(obj, dict):
             self._keys.add(key)
+            self._call(key, obj)
+
+    def _call(self, key: str, obj: Obj | None) -> None:
+        """One change to the follower; its failure on one object must not end the view."""
+        try:
             self._apply(key, obj)
+        except Exception:
+            log.exception("the view of %s could not apply %s", self.prefix, key)
 
     def _advance(self, revision: int) -> None:
         if revision > self.revision:

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from anywhere.apiserver._http import User
+from anywhere.apiserver._http import User, query_flag
 from anywhere.apiserver._views import View
 from anywhere.apiserver.errors import StatusError
 from anywhere.apiserver.objects import prepare_create, stored
@@ -76,7 +76,6 @@ class Attributes:
 # Where the checked request keeps its attributes (for the audit log and the handlers).
 ATTRIBUTES_KEY: web.RequestKey[Attributes] = web.RequestKey("attributes", Attributes)
 
-_TRUE = ("1", "t", "T", "true", "TRUE", "True")
 _METHOD_VERBS = {
     "POST": "create",
     "GET": "get",
@@ -124,7 +123,7 @@ def attributes_of(user: User, method: str, path: str, query: Mapping[str, str]) 
     name = parts[1] if len(parts) > 1 else ""
     subresource = parts[2] if len(parts) > 2 and not special else ""
     if not name and verb == "get":
-        verb = "watch" if query.get("watch", "") in _TRUE else "list"
+        verb = "watch" if query_flag(query.get("watch")) else "list"
     if not name and verb in ("list", "watch"):
         name = _exact_name(query.get("fieldSelector", ""))
     if not name and verb == "delete":
@@ -280,6 +279,13 @@ def _subjects(binding: Obj, namespace: str) -> tuple[_Subject, ...]:
     return tuple(found)
 
 
+# What cluster-admin holds: every verb on everything, and every non-resource URL.
+_FULL_AUTHORITY = (
+    Rule.of({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}),
+    Rule.of({"verbs": ["*"], "nonResourceURLs": ["*"]}),
+)
+
+
 def _rules(obj: Obj) -> tuple[Rule, ...]:
     return tuple(Rule.of(r) for r in obj.get("rules") or [] if isinstance(r, dict))
 
@@ -385,6 +391,11 @@ class Policy:
             return self._roles.get((namespace, name)) == _rules(obj)
         current = self._cluster_roles.get(name)
         return current is not None and current == self._cluster_role(obj)
+
+    def aggregates(self, name: str) -> bool:
+        """Whether the stored ClusterRole ``name`` has an aggregationRule."""
+        current = self._cluster_roles.get(name)
+        return current is not None and current.aggregation is not None
 
     def unchanged_binding(self, namespace: str, name: str, obj: Obj) -> bool:
         current = self._bindings.get((namespace, name))
@@ -648,6 +659,16 @@ class Authorizer:
         if self.policy.authorize(permitted).allowed:
             return
         owned, _errors = self.policy.rules_for(user, namespace)
+        # An aggregationRule gathers the rules of any role its selectors match, now or later, so
+        # setting, changing or dropping one takes full authority, as in Kubernetes.
+        if (
+            plural == "clusterroles"
+            and (obj.get("aggregationRule") is not None or self.policy.aggregates(name))
+            and uncovered(owned, _FULL_AUTHORITY)
+        ):
+            raise self._escalation(
+                plural, parts, user, "must have cluster-admin privileges to use the aggregationRule"
+            )
         lacking = uncovered(owned, wanted)
         if lacking:
             held = "\n".join(sorted(_compact_string(r) for r in lacking))

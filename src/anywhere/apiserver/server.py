@@ -37,6 +37,7 @@ from anywhere.apiserver._http import (
     json_response,
     parse_body,
     parse_rv,
+    query_flag,
     report_unknown_fields,
     selection,
     stale,
@@ -394,12 +395,12 @@ class APIServer:
     async def _serve(self, request: web.Request, target: Target) -> web.StreamResponse:
         method = request.method
         query = request.query
-        request[VERB_KEY] = (verb(method, target, query.get("watch") in ("1", "true")), target.rt.qualified)
+        request[VERB_KEY] = (verb(method, target, query_flag(query.get("watch"))), target.rt.qualified)
         if target.subresource == "scale":
             return json_response(await self._scale(request, target))
         if target.name is None:
             if method == "GET":
-                if query.get("watch") in ("1", "true"):
+                if query_flag(query.get("watch")):
                     return await self.watch(request, target)
                 return json_response(await self.list(request, target))
             if method == "POST":
