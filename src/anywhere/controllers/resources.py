@@ -31,6 +31,11 @@ __all__ = [
     "MACHINE_HEALTH_CHECKS",
     "MACHINE_SETS",
     "NAMESPACES",
+    "NETNS_CLUSTERS",
+    "NETNS_DATACENTERS",
+    "NETNS_MACHINES",
+    "NETNS_MACHINE_CONFIGS",
+    "NETNS_MACHINE_TEMPLATES",
     "NODES",
     "PODS",
     "SECRETS",
@@ -65,6 +70,8 @@ def anywhere_resource(plural: str, kind: str) -> Resource:
 EKSA_CLUSTERS: Final = anywhere_resource("clusters", "Cluster")
 SIM_DATACENTERS: Final = anywhere_resource("simdatacenterconfigs", "SimDatacenterConfig")
 SIM_MACHINE_CONFIGS: Final = anywhere_resource("simmachineconfigs", "SimMachineConfig")
+NETNS_DATACENTERS: Final = anywhere_resource("netnsdatacenterconfigs", "NetnsDatacenterConfig")
+NETNS_MACHINE_CONFIGS: Final = anywhere_resource("netnsmachineconfigs", "NetnsMachineConfig")
 
 CAPI_CLUSTERS: Final = Resource(CLUSTER_GROUP, VERSION, "clusters", True, "Cluster")
 MACHINES: Final = Resource(CLUSTER_GROUP, VERSION, "machines", True, "Machine")
@@ -84,6 +91,11 @@ SIM_CLUSTERS: Final = Resource(INFRASTRUCTURE_GROUP, VERSION, "simclusters", Tru
 SIM_MACHINES: Final = Resource(INFRASTRUCTURE_GROUP, VERSION, "simmachines", True, "SimMachine")
 SIM_MACHINE_TEMPLATES: Final = Resource(
     INFRASTRUCTURE_GROUP, VERSION, "simmachinetemplates", True, "SimMachineTemplate"
+)
+NETNS_CLUSTERS: Final = Resource(INFRASTRUCTURE_GROUP, VERSION, "netnsclusters", True, "NetnsCluster")
+NETNS_MACHINES: Final = Resource(INFRASTRUCTURE_GROUP, VERSION, "netnsmachines", True, "NetnsMachine")
+NETNS_MACHINE_TEMPLATES: Final = Resource(
+    INFRASTRUCTURE_GROUP, VERSION, "netnsmachinetemplates", True, "NetnsMachineTemplate"
 )
 
 DAEMONSETS: Final = Resource("apps", "v1", "daemonsets", True, "DaemonSet")

@@ -132,6 +132,17 @@ class SimMachineTemplate(InfrastructureObject):
     spec: SimMachineTemplateSpec = Field(default_factory=SimMachineTemplateSpec)
 
 
+class NetnsClusterSpec(InfraClusterSpec):
+    """The fabric a cluster's machines hang off (from its NetnsDatacenterConfig: the bridge, its
+    subnet, gateway and DHCP range) and the control plane VIP the user chose."""
+
+    bridge_name: str | None = None
+    bridge_subnet: str | None = None
+    gateway: str | None = None
+    dhcp_range: SimIPRange | None = None
+    control_plane_vip: str | None = Field(default=None, alias="controlPlaneVIP")
+
+
 class NetnsCluster(InfrastructureObject):
     """The network namespace infrastructure of one cluster: its bridge and control plane VIP."""
 
@@ -139,7 +150,7 @@ class NetnsCluster(InfrastructureObject):
     PLURAL: ClassVar[str] = "netnsclusters"
     PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (*_CLUSTER_COLUMNS, age("NetnsCluster"))
     kind: Literal["NetnsCluster"] = "NetnsCluster"
-    spec: InfraClusterSpec = Field(default_factory=InfraClusterSpec)
+    spec: NetnsClusterSpec = Field(default_factory=NetnsClusterSpec)
     status: InfraClusterStatus | None = None
 
 
