@@ -33,9 +33,7 @@ are left to the Machine and control plane controllers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
-import datetime as dt
 import hashlib
 import ipaddress
 import logging
@@ -66,18 +64,35 @@ from anywhere.controllers.objects import (
 from anywhere.controllers.remote import ClusterNotReachable
 from anywhere.controllers.resources import (
     CAPI_CLUSTERS,
-    DAEMONSETS,
     LEASES,
     MACHINES,
     NODES,
     SIM_CLUSTERS,
     SIM_MACHINES,
 )
+from anywhere.providers.kubelet import (
+    CLUSTER_NAME_ANNOTATION,
+    CLUSTER_NAMESPACE_ANNOTATION,
+    CNI_DAEMONSET,
+    HEARTBEAT_PERIOD,
+    LEASE_DURATION_SECONDS,
+    NODE_LEASE_NAMESPACE,
+    cni_configured,
+    create_or_adopt_node,
+    node_addresses,
+    node_annotations,
+    node_conditions,
+    node_info,
+    node_labels,
+    not_ready_poll,
+    renew_node_lease,
+    rfc3339,
+    write_node_status,
+)
 from anywhere.providers.sim.dhcp import DhcpError, LeasePool, PoolExhaustedError
 from anywhere.providers.sim.etcd import EtcdCluster
 from anywhere.providers.sim.etcd_admin import change_members
 from anywhere.runtime import (
-    AlreadyExistsError,
     Client,
     Controller,
     Informer,
@@ -120,50 +135,17 @@ BOOT_STARTED_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-boot-started"
 BOOT_READY_AT_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-boot-ready-at"
 BOOT_FAILS_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-boot-fails"
 ETCD_JOINED_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-etcd-joined"
-# The kubelet renews its node Lease this often (kubelet's default: a quarter of the 40 s lease).
-HEARTBEAT_PERIOD: Final = 10.0
-LEASE_DURATION_SECONDS: Final = 40
-# Until its node is Ready, a kubelet updates the node's status every 100 ms (kubelet's
-# fastStatusUpdateOnce), so a node notices its CNI about as soon as it is installed. Nothing here
-# watches the workload cluster's DaemonSets, so the simulated kubelet looks again after this, then
-# after half the time it has waited so far (a busy plane is not asked a question per second per
-# machine), and at least once per heartbeat.
-NOT_READY_POLL: Final = 1.0
-NODE_LEASE_NAMESPACE: Final = "kube-node-lease"
-CNI_NAMESPACE: Final = "kube-system"
-CNI_DAEMONSET: Final = "cilium"
 # How soon to look again when something outside our watches may change (a full DHCP range, a
 # workload API that is not served yet).
 RETRY: Final = 5.0
 EXHAUSTED_RETRY: Final = 30.0
 
-MACHINE_ANNOTATION: Final = "cluster.x-k8s.io/machine"
-CLUSTER_NAME_ANNOTATION: Final = "cluster.x-k8s.io/cluster-name"
-CLUSTER_NAMESPACE_ANNOTATION: Final = "cluster.x-k8s.io/cluster-namespace"
-CONTROL_PLANE_ROLE_LABEL: Final = "node-role.kubernetes.io/control-plane"
-
 # What a failed boot is to Cluster API: a terminal error creating the machine.
 BOOT_FAILURE_REASON: Final = "CreateError"
-KUBELET_NOT_READY_MESSAGE: Final = (
-    "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
-    "message:Network plugin returns error: cni plugin not initialized"
-)
-UNKNOWN_MESSAGE: Final = "Kubelet stopped posting node status."
-_PRESSURE = (
-    ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-    ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-    ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-)
-_CAPACITY = {"cpu": "2", "memory": "4025424Ki", "pods": "110", "ephemeral-storage": "20134592Ki"}
 
 
 def _true(value: str | None) -> bool:
     return (value or "").strip().lower() == "true"
-
-
-def _rfc3339(seconds: float, *, micro: bool = False) -> str:
-    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- pure decisions ------------------------------------------------------------------------------------
@@ -179,8 +161,8 @@ class BootPlan:
 
     def annotations(self) -> dict[str, str]:
         return {
-            BOOT_STARTED_ANNOTATION: _rfc3339(self.started, micro=True),
-            BOOT_READY_AT_ANNOTATION: _rfc3339(self.ready_at, micro=True),
+            BOOT_STARTED_ANNOTATION: rfc3339(self.started, micro=True),
+            BOOT_READY_AT_ANNOTATION: rfc3339(self.ready_at, micro=True),
             BOOT_FAILS_ANNOTATION: "true" if self.fails else "false",
         }
 
@@ -283,52 +265,6 @@ def build_pool(
         macs.add(mac)
         leases.append({"mac": mac, "hostname": hostname, "address": text, "expiresAt": None})
     return LeasePool.from_dict({**pool.to_dict(), "leases": leases})
-
-
-def node_conditions(previous: list[Obj], *, failing: bool, ready: bool, now: str) -> tuple[list[Obj], bool]:
-    """The Node's conditions as its kubelet (or, when ``failing``, the node lifecycle controller)
-    would write them, and whether they differ from ``previous`` in anything but heartbeat times.
-
-    ``lastTransitionTime`` moves only when a condition's status changes; ``lastHeartbeatTime`` is
-    ``now`` for a live kubelet and stays what it was once the kubelet has stopped.
-    """
-    wanted: list[tuple[str, str, str, str]] = []
-    for type_, reason, message in _PRESSURE:
-        wanted.append(
-            (type_, "Unknown", "NodeStatusUnknown", UNKNOWN_MESSAGE)
-            if failing
-            else (type_, "False", reason, message)
-        )
-    if failing:
-        wanted.append((READY, "Unknown", "NodeStatusUnknown", UNKNOWN_MESSAGE))
-    elif ready:
-        wanted.append((READY, "True", "KubeletReady", "kubelet is posting ready status"))
-    else:
-        wanted.append((READY, "False", "KubeletNotReady", KUBELET_NOT_READY_MESSAGE))
-    old = {c.get("type"): c for c in previous}
-    conditions: list[Obj] = []
-    changed = len(previous) != len(wanted)
-    for type_, status, reason, message in wanted:
-        before = old.get(type_) or {}
-        same = (before.get("status"), before.get("reason"), before.get("message")) == (
-            status,
-            reason,
-            message,
-        )
-        changed = changed or not same
-        conditions.append(
-            {
-                "type": type_,
-                "status": status,
-                "lastHeartbeatTime": before.get("lastHeartbeatTime", now) if failing else now,
-                "lastTransitionTime": before.get("lastTransitionTime", now)
-                if before.get("status") == status
-                else now,
-                "reason": reason,
-                "message": message,
-            }
-        )
-    return conditions, changed
 
 
 # -- the controller --------------------------------------------------------------------------------------
@@ -595,7 +531,7 @@ class SimMachineController(Controller):
             period = HEARTBEAT_PERIOD
         else:
             waited = time.monotonic() - self._not_ready_since.setdefault(key, time.monotonic())
-            period = min(HEARTBEAT_PERIOD, max(NOT_READY_POLL, waited / 2))
+            period = not_ready_poll(waited)
         due = self._renewed.get(key, float("-inf")) + HEARTBEAT_PERIOD - time.monotonic()
         if due > 0.5:
             return Result(requeue_after=min(due, period))
@@ -661,110 +597,40 @@ class SimMachineController(Controller):
             except NotFoundError:
                 node = None
         version = str((owner.get("spec") or {}).get("version") or "")
-        labels = {
-            "kubernetes.io/hostname": name,
-            "kubernetes.io/os": "linux",
-            "kubernetes.io/arch": "amd64",
-            "beta.kubernetes.io/os": "linux",
-            "beta.kubernetes.io/arch": "amd64",
-        }
-        if control_plane:
-            labels[CONTROL_PLANE_ROLE_LABEL] = ""
-        annotations = {
-            MACHINE_ANNOTATION: str((controller_of(obj) or {}).get("name") or name),
-            CLUSTER_NAME_ANNOTATION: cluster,
-            CLUSTER_NAMESPACE_ANNOTATION: namespace,
-        }
-        if node is None:
-            if owner_deleting or failing:
-                return None  # a machine on its way out (or a dead kubelet) registers nothing
-            try:
-                node = await client.create(
-                    NODES,
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Node",
-                        "metadata": {"name": name, "labels": labels, "annotations": annotations},
-                        "spec": {"providerID": provider_id},
-                    },
-                )
-            except AlreadyExistsError:
-                node = await client.get(NODES, name)
+        labels = node_labels(name, control_plane=control_plane)
+        annotations = node_annotations(
+            str((controller_of(obj) or {}).get("name") or name), cluster, namespace
+        )
+        if node is None and (owner_deleting or failing):
+            return None  # a machine on its way out (or a dead kubelet) registers nothing
+        node, created = await create_or_adopt_node(
+            client, node, name, labels=labels, annotations=annotations, provider_id=provider_id
+        )
+        if created:
             log.info("machine %s/%s: registered node %s in cluster %s", namespace, name, name, cluster)
-        meta = node.get("metadata") or {}
-        if not (
-            all((meta.get("labels") or {}).get(k) == v for k, v in labels.items())
-            and all((meta.get("annotations") or {}).get(k) == v for k, v in annotations.items())
-        ):
-            node = await client.patch(
-                NODES,
-                name,
-                {
-                    "metadata": {
-                        "labels": labels,
-                        "annotations": annotations,
-                        "resourceVersion": meta.get("resourceVersion"),
-                    }
-                },
-            )
-
-        current = node.get("status") or {}
         pod_cidr = (node.get("spec") or {}).get("podCIDR")
         ready = bool(pod_cidr) and not failing and await self._cni_configured(client, namespace, cluster)
-        conditions, changed = node_conditions(
-            list(current.get("conditions") or []), failing=failing, ready=ready, now=_rfc3339(time.time())
+        return await write_node_status(
+            client,
+            node,
+            address=address,
+            hostname=name,
+            info=_node_info(obj, version),
+            failing=failing,
+            ready=ready,
         )
-        status = {
-            **current,
-            "addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": name}],
-            "capacity": dict(_CAPACITY),
-            "allocatable": dict(_CAPACITY),
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": _node_info(obj, version),
-        }
-        changed = changed or any(status[k] != current.get(k) for k in status)
-        if changed:
-            status["conditions"] = conditions
-            node = await client.update_status(NODES, {**node, "status": status})
-        return node
 
     async def _cni_configured(self, client: Client, namespace: str, cluster: str) -> bool:
         """Whether the CNI (Cilium's DaemonSet) is installed; once seen, a node keeps its CNI config."""
         if (namespace, cluster) in self._cni:
             return True
-        try:
-            await client.get(DAEMONSETS, CNI_DAEMONSET, CNI_NAMESPACE)
-        except NotFoundError:
+        if not await cni_configured(client):
             return False
         self._cni.add((namespace, cluster))
         return True
 
     async def _renew_lease(self, client: Client, node: Obj) -> None:
-        name = name_of(node)
-        now = _rfc3339(time.time(), micro=True)
-        try:
-            await client.patch(
-                LEASES, name, {"spec": {"renewTime": now, "holderIdentity": name}}, NODE_LEASE_NAMESPACE
-            )
-        except NotFoundError:
-            lease = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {
-                    "name": name,
-                    "namespace": NODE_LEASE_NAMESPACE,
-                    "ownerReferences": [
-                        {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}
-                    ],
-                },
-                "spec": {
-                    "holderIdentity": name,
-                    "leaseDurationSeconds": LEASE_DURATION_SECONDS,
-                    "renewTime": now,
-                },
-            }
-            with contextlib.suppress(AlreadyExistsError):
-                await client.create(LEASES, lease)
+        await renew_node_lease(client, node)
 
     # -- deletion ----------------------------------------------------------------------------------------
 
@@ -783,25 +649,19 @@ class SimMachineController(Controller):
 
 
 def _addresses(address: str, hostname: str) -> list[Obj]:
-    return [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": hostname}]
+    return node_addresses(address, hostname)
 
 
 def _node_info(obj: Obj, version: str) -> Obj:
     uid = str((obj.get("metadata") or {}).get("uid") or name_of(obj))
-    digest = hashlib.sha256(uid.encode()).hexdigest()
-    boot = hashlib.sha256((uid + annotations_of(obj).get(BOOT_STARTED_ANNOTATION, "")).encode()).hexdigest()
-    return {
-        "architecture": "amd64",
-        "bootID": f"{boot[:8]}-{boot[8:12]}-{boot[12:16]}-{boot[16:20]}-{boot[20:32]}",
-        "containerRuntimeVersion": "containerd://1.7.24",
-        "kernelVersion": "6.8.0-sim",
-        "kubeProxyVersion": version,
-        "kubeletVersion": version,
-        "machineID": digest[:32],
-        "operatingSystem": "linux",
-        "osImage": "Ubuntu 22.04.5 LTS",
-        "systemUUID": f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}",
-    }
+    return node_info(
+        machine_seed=uid,
+        boot_seed=uid + annotations_of(obj).get(BOOT_STARTED_ANNOTATION, ""),
+        version=version,
+        kernel_version="6.8.0-sim",
+        os_image="Ubuntu 22.04.5 LTS",
+        container_runtime="containerd://1.7.24",
+    )
 
 
 def controller(ctx: Context, *, workers: int = 2) -> SimMachineController:
