@@ -30,9 +30,8 @@ import orjson
 
 from anywhere.storage import Storage
 from anywhere.storage.etcd import EtcdStorage
+from anywhere.storage.etcd_server import LocalCluster, start_local_cluster
 from anywhere.storage.sqlite import SQLiteStorage
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for the etcd launcher the tests use
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -271,14 +270,12 @@ def start_server(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], st
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="anywhere-bench-") as tmp:
         root = Path(tmp)
-        cluster = None
+        cluster: LocalCluster | None = None
         extra: tuple[str, ...] = ()
         tx_rate = 0.0
         try:
             if args.storage == "etcd":
-                from tests.etcd_fixtures import start_etcd
-
-                cluster = start_etcd(root / "etcd", args.members)
+                cluster = await start_local_cluster(root / "etcd", args.members)
                 extra = ("--storage", "etcd", "--etcd-endpoints", cluster.endpoint_arg)
                 # the raw baseline writes under another prefix of the same members, before the API runs
                 raw_store: Storage = await EtcdStorage.open(cluster.endpoints, prefix="/raw/")
@@ -309,7 +306,7 @@ async def main(args: argparse.Namespace) -> None:
                 process.wait(30)
         finally:
             if cluster is not None:
-                cluster.stop()
+                await cluster.stop()
     backend = f"etcd, {args.members} member{'s' if args.members > 1 else ''}" if cluster else "SQLite"
     print(f"creates ({args.objects} ConfigMaps, {args.clients} clients, storage: {backend}):")
     print(

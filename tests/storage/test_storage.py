@@ -44,6 +44,13 @@ async def test_missing_keys(store: Storage) -> None:
         await store.update("/r/nope", b"x")
     with pytest.raises(KeyNotFound):
         await store.delete("/r/nope")
+    # A missing key has no revision, 0 included (etcd reports 0 for one): nothing is created.
+    for expected in (0, 1):
+        with pytest.raises(KeyNotFound):
+            await store.update("/r/nope", b"x", expected_rv=expected)
+        with pytest.raises(KeyNotFound):
+            await store.delete("/r/nope", expected_rv=expected)
+    assert await store.get("/r/nope") is None
 
 
 async def test_revision_is_global_and_monotonic(store: Storage) -> None:

@@ -63,7 +63,17 @@ from anywhere.apiserver.objects import (
     with_version,
 )
 from anywhere.apiserver.resources import CRD_TYPE, NAMESPACE_TYPE, WORKLOAD_SCALE, Registry, ResourceType
-from anywhere.storage import Compacted, Conflict, KeyExists, KeyNotFound, Record, Storage, Unavailable, Watch
+from anywhere.storage import (
+    Compacted,
+    Conflict,
+    KeyExists,
+    KeyNotFound,
+    Record,
+    Storage,
+    Unavailable,
+    ValueTooLarge,
+    Watch,
+)
 
 log = logging.getLogger("anywhere.apiserver")
 
@@ -206,6 +216,8 @@ class APIServer:
             )
         except Unavailable as exc:
             return status_response(StatusError(503, f"storage unavailable: {exc}"))
+        except ValueTooLarge as exc:  # as kube-apiserver answers etcd's "request is too large"
+            return status_response(StatusError(413, f"Request entity too large: {exc}"))
         except (asyncio.CancelledError, ConnectionResetError, web.HTTPException):
             raise
         except Exception:

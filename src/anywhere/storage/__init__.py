@@ -24,6 +24,7 @@ from anywhere.storage._interface import (
     Storage,
     StorageError,
     Unavailable,
+    ValueTooLarge,
     Watch,
 )
 
@@ -38,5 +39,6 @@ __all__ = [
     "Storage",
     "StorageError",
     "Unavailable",
+    "ValueTooLarge",
     "Watch",
 ]

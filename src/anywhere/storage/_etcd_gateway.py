@@ -33,7 +33,16 @@ CONNECT_TIMEOUT = 1.0
 # gRPC status codes etcd answers with (through the gateway's "code" field).
 UNAVAILABLE = 14  # no leader, leader changed, request timed out, server stopped
 DEADLINE_EXCEEDED = 4
-RESOURCE_EXHAUSTED = 8  # too many requests
+RESOURCE_EXHAUSTED = 8  # too many requests (and a request over the gRPC message limit)
+INVALID_ARGUMENT = 3  # a request etcd will never accept (too large, malformed): not worth repeating
+# What etcd says about a request over its size limit: its own check (--max-request-bytes, 1.5 MiB by
+# default) and, past that limit plus gRPC's allowance (2 MiB in all), the gRPC server's.
+_TOO_LARGE = ("etcdserver: request is too large", "received message larger than max")
+# etcd's default --max-request-bytes, named in the error a too large object gets.
+DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
+# Sent with every watch: etcd then cancels the watch when its member loses the leader (a partitioned
+# member would otherwise keep it open, silently, forever; etcd-io/etcd#10819, as Kubernetes does).
+REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
 # Errors that mean the request was refused before anything was proposed: a write may be sent again.
 _NOT_APPLIED = (
     "etcdserver: no leader",
@@ -64,19 +73,33 @@ class EtcdError(Exception):
     @property
     def transient(self) -> bool:
         """Worth asking again (another member, a moment later) when the request was a read."""
-        return self.code in (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED)
+        return self.code in (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) and not self.too_large
+
+    @property
+    def too_large(self) -> bool:
+        """The request exceeds etcd's size limit: no member will ever accept it."""
+        return any(text in self.message for text in _TOO_LARGE)
 
     @property
     def not_applied(self) -> bool:
         return any(self.message.startswith(text) for text in _NOT_APPLIED)
 
 
-class _NotSent(Exception):
+class NoResponse(Exception):
+    """One member gave no usable answer (see :func:`post`); the message says why."""
+
+
+class _NotSent(NoResponse):
     """No connection could be made: nothing reached etcd."""
 
 
-class _NoAnswer(Exception):
+class _NoAnswer(NoResponse):
     """The request may have reached etcd, but no answer came back."""
+
+
+def request_may_have_arrived(exc: NoResponse) -> bool:
+    """Whether the request behind ``exc`` may have reached etcd (and a write may have been applied)."""
+    return not isinstance(exc, _NotSent)
 
 
 class StreamBroken(Exception):
@@ -134,6 +157,8 @@ class WatchStream:
         self.endpoint = endpoint
         self._response = response
         self._buffer = bytearray()
+        self._loop = asyncio.get_running_loop()
+        self.last_heard = self._loop.time()  # when etcd last sent anything on this stream
 
     async def next(self) -> Json:
         """The next ``result`` message; StreamBroken when the stream ends or carries an error."""
@@ -159,10 +184,43 @@ class WatchStream:
                 raise StreamBroken(f"the watch stream from etcd at {self.endpoint} broke: {exc}") from exc
             if not chunk:
                 raise StreamBroken(f"etcd at {self.endpoint} ended the watch stream")
+            self.last_heard = self._loop.time()
             self._buffer += chunk
 
     def close(self) -> None:
         self._response.close()
+
+
+async def post(
+    session: aiohttp.ClientSession, endpoint: str, method: str, data: bytes, remaining: float
+) -> Json:
+    """POST ``/v3/<method>`` to one member, once, within ``remaining`` seconds.
+
+    Returns etcd's answer; raises :class:`EtcdError` when etcd answered with an error, and
+    :class:`NoResponse` when there was no usable answer (:func:`request_may_have_arrived` tells
+    whether a write may nevertheless have been applied). No failover: that is the caller's policy.
+    """
+    timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=min(CONNECT_TIMEOUT, remaining))
+    try:
+        async with session.post(endpoint + API_PREFIX + method, data=data, timeout=timeout) as response:
+            payload = await response.read()
+            status = response.status
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        raise _NotSent(_reason(exc)) from None
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise _NoAnswer(_reason(exc)) from None
+    try:
+        answer = orjson.loads(payload) if payload else {}
+    except orjson.JSONDecodeError:
+        raise _NoAnswer(f"HTTP {status} with a body that is not JSON") from None
+    if not isinstance(answer, dict):
+        raise _NoAnswer(f"HTTP {status} with an unexpected body")
+    if status != 200 or ("error" in answer and "header" not in answer):
+        if "code" not in answer and "message" not in answer:
+            raise _NoAnswer(f"HTTP {status}")  # not etcd speaking (a proxy, a member shutting down)
+        message = str(answer.get("message") or answer.get("error"))
+        raise EtcdError(int(answer.get("code") or 0), message)
+    return answer
 
 
 class Gateway:
@@ -189,6 +247,26 @@ class Gateway:
     def _rotate(self, failed: int) -> None:
         if self._preferred == failed:
             self._preferred = (failed + 1) % len(self.endpoints)
+
+    def avoid(self, endpoint: str) -> None:
+        """Prefer another member from now on, if ``endpoint`` is the preferred one (it stopped answering)."""
+        with contextlib.suppress(ValueError):
+            self._rotate(self.endpoints.index(endpoint))
+
+    async def ping(self, endpoint: str) -> bool:
+        """Whether the member at ``endpoint`` answers at all within half the timeout (errors count).
+
+        A serializable read: the member answers from its own state, so a member without a leader
+        still counts as alive (the watch's require-leader flag covers that case).
+        """
+        body = orjson.dumps({"key": b64(b"\x00"), "limit": 1, "keys_only": True, "serializable": True})
+        try:
+            await self._post(endpoint, "kv/range", body, max(1.0, self.timeout / 2))
+        except EtcdError:
+            return True
+        except NoResponse:
+            return False
+        return True
 
     async def call(self, method: str, body: Json, *, write: bool = False) -> Json:
         """POST ``/v3/<method>`` to the preferred member, failing over to the others.
@@ -224,12 +302,12 @@ class Gateway:
                     await asyncio.sleep(min(0.1 * refused / len(self.endpoints), remaining))
             except _NoAnswer as exc:
                 failures[endpoint] = str(exc)
+                self._rotate(index)  # a frozen member: the next call goes elsewhere
                 if write:
                     raise Unavailable(
                         f"etcd at {endpoint} did not answer ({exc}); the write may or may not have "
                         "been applied"
                     ) from None
-                self._rotate(index)
             except EtcdError as exc:
                 if not (exc.not_applied if write else exc.transient):
                     raise
@@ -238,29 +316,7 @@ class Gateway:
                 await asyncio.sleep(min(0.05, remaining))
 
     async def _post(self, endpoint: str, method: str, data: bytes, remaining: float) -> Json:
-        timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=min(CONNECT_TIMEOUT, remaining))
-        try:
-            async with self._session.post(
-                endpoint + API_PREFIX + method, data=data, timeout=timeout
-            ) as response:
-                payload = await response.read()
-                status = response.status
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise _NotSent(_reason(exc)) from None
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _NoAnswer(_reason(exc)) from None
-        try:
-            answer = orjson.loads(payload) if payload else {}
-        except orjson.JSONDecodeError:
-            raise _NoAnswer(f"HTTP {status} with a body that is not JSON") from None
-        if not isinstance(answer, dict):
-            raise _NoAnswer(f"HTTP {status} with an unexpected body")
-        if status != 200 or ("error" in answer and "header" not in answer):
-            if "code" not in answer and "message" not in answer:
-                raise _NoAnswer(f"HTTP {status}")  # not etcd speaking (a proxy, a member shutting down)
-            message = str(answer.get("message") or answer.get("error"))
-            raise EtcdError(int(answer.get("code") or 0), message)
-        return answer
+        return await post(self._session, endpoint, method, data, remaining)
 
     async def watch(self, create_request: Json) -> WatchStream:
         """Open a watch and wait for etcd to confirm it (``created``); fails over like a read."""
@@ -293,7 +349,7 @@ class Gateway:
         try:
             async with asyncio.timeout(budget):
                 response = await self._watch_session.post(
-                    endpoint + API_PREFIX + "watch", data=data, timeout=timeout
+                    endpoint + API_PREFIX + "watch", data=data, timeout=timeout, headers=REQUIRE_LEADER
                 )
                 stream = WatchStream(endpoint, response)
                 if response.status != 200:

@@ -16,6 +16,12 @@ from anywhere.storage._interface import Event, Watch
 _CLOSED = None
 # How far a watcher may fall behind before it is cut off (the client re-lists and watches again).
 WATCHER_QUEUE_LIMIT = 20_000
+# The recent events kept in memory: at most this many, holding at most this many bytes of keys and
+# values (previous values included). The count serves watchers resuming after a short break; the
+# bytes keep a burst of large objects from holding the server's memory. Older resumptions read the
+# backend's own history.
+HISTORY_EVENTS = 50_000
+HISTORY_BYTES = 64 * 1024 * 1024
 
 Backlog = Callable[[str, int, int], Awaitable[list[Event]]]
 
@@ -80,8 +86,13 @@ class _HubWatch(Watch):
 class WatchHub:
     """Holds recent events and the live watchers of one store."""
 
-    def __init__(self, revision: int, backlog: Backlog, capacity: int = 50_000) -> None:
-        self._recent: collections.deque[Event] = collections.deque(maxlen=capacity)
+    def __init__(
+        self, revision: int, backlog: Backlog, capacity: int | None = None, max_bytes: int | None = None
+    ) -> None:
+        self._recent: collections.deque[Event] = collections.deque()
+        self._capacity = HISTORY_EVENTS if capacity is None else capacity
+        self._max_bytes = HISTORY_BYTES if max_bytes is None else max_bytes
+        self._recent_bytes = 0
         self._watchers: set[_HubWatch] = set()
         self._revision = revision
         self._backlog = backlog
@@ -94,6 +105,9 @@ class WatchHub:
         """Hand committed events (in revision order) to every watcher. Call on the event loop."""
         for event in events:
             self._recent.append(event)
+            self._recent_bytes += _size(event)
+            while len(self._recent) > self._capacity or self._recent_bytes > self._max_bytes:
+                self._recent_bytes -= _size(self._recent.popleft())
             self._revision = event.rv
             for watcher in tuple(self._watchers):
                 watcher.deliver(event)
@@ -125,3 +139,13 @@ class WatchHub:
     @property
     def watcher_count(self) -> int:
         return len(self._watchers)
+
+    @property
+    def held(self) -> tuple[int, int]:
+        """The events in memory: how many, and their bytes (as counted against HISTORY_BYTES)."""
+        return len(self._recent), self._recent_bytes
+
+
+def _size(event: Event) -> int:
+    previous = event.prev if event.prev is not None and event.prev is not event.value else b""
+    return len(event.key) + len(event.value) + len(previous)

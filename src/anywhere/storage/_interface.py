@@ -74,6 +74,10 @@ class Unavailable(StorageError):
     """The backend cannot serve now (closed, disk error, etcd unreachable)."""
 
 
+class ValueTooLarge(StorageError):
+    """The backend refuses a value this large, now and on every retry (the API answers 413)."""
+
+
 class Watch(abc.ABC):
     """A stream of events; iterate it (or call :meth:`next`), and ``close()`` it when done."""
 

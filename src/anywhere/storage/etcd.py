@@ -9,9 +9,10 @@ etcd's.
 Watches are served the way Kubernetes' watch cache serves them: this store follows the whole prefix
 with ONE etcd watch (with previous values) and fans its events out from memory through a
 :class:`~anywhere.storage._hub.WatchHub`, so a hundred API watchers cost one etcd stream, not a
-hundred. A watcher resuming from before the events the hub holds reads etcd's history with a watch
-of its own; history etcd has compacted is answered with :class:`Compacted`. A stream that breaks
-(a member died) is resumed on another member from the last revision delivered.
+hundred. A watcher resuming from before the hub started reads etcd's history with a watch of its
+own until it has caught up, then joins the hub; history etcd has compacted is answered with
+:class:`Compacted`. A stream that breaks (a member died) or goes silent (a frozen or cut-off member:
+see ``_watchdog``) is resumed on another member from the last revision delivered.
 
 When no member answers, calls raise :class:`Unavailable` within ``timeout`` seconds, and the store
 recovers by itself once etcd is back: nothing here holds state that an outage invalidates.
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from anywhere.storage._etcd_gateway import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    INVALID_ARGUMENT,
     EtcdError,
     Gateway,
     Json,
@@ -53,6 +56,7 @@ from anywhere.storage._interface import (
     Storage,
     StorageError,
     Unavailable,
+    ValueTooLarge,
     Watch,
 )
 
@@ -65,6 +69,11 @@ REQUEST_TIMEOUT = 5.0
 # How long a watch waits for the shared stream to catch up with this store's own last write.
 CATCH_UP_TIMEOUT = 2.0
 DIRECT_QUEUE = 1000
+# The shared stream's watchdog (see _watchdog): how often it looks, how long a write this store made
+# may go undelivered, and how long the stream may be silent before its member is asked if it lives.
+WATCHDOG_TICK = 0.25
+WATCH_LAG = 2.0
+WATCH_IDLE = 5.0
 
 
 class _MissingPrevious(Exception):
@@ -154,7 +163,7 @@ class EtcdStorage(Storage):
         try:
             return await self._gateway.call(method, body, write=write)
         except EtcdError as exc:
-            raise Unavailable(f"etcd: {exc.message}") from None
+            raise _meaning(exc) from None
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -186,15 +195,15 @@ class EtcdStorage(Storage):
 
     # ---- writes ------------------------------------------------------------------------------
 
-    async def _txn(self, key: str, compare: Json, success: Json) -> Json:
-        """One transaction on ``key``: ``success`` if ``compare`` holds, else a read of the key.
+    async def _txn(self, key: str, compare: builtins.list[Json], success: Json) -> Json:
+        """One transaction on ``key``: ``success`` if every comparison holds, else a read of the key.
 
         Writes to one key from this store go to etcd in the order they were made (a key lock), as
         the SQLite backend's batches apply them; without it, concurrent requests could overtake.
         """
         full = b64(self._full(key))
         body = {
-            "compare": [{**compare, "key": full}],
+            "compare": [{**comparison, "key": full} for comparison in compare],
             "success": [success],
             "failure": [{"request_range": {"key": full}}],
         }
@@ -207,7 +216,7 @@ class EtcdStorage(Storage):
     async def create(self, key: str, value: bytes) -> Record:
         answer = await self._txn(
             key,
-            {"target": "CREATE", "result": "EQUAL", "create_revision": 0},
+            [{"target": "CREATE", "result": "EQUAL", "create_revision": 0}],
             {"request_put": {"key": b64(self._full(key)), "value": b64(value)}},
         )
         if not answer.get("succeeded"):
@@ -258,16 +267,17 @@ class EtcdStorage(Storage):
 
     async def watch(self, prefix: str, from_rv: int) -> Watch:
         self._check_open()
-        start, end = self._range_of(prefix)
+        self._range_of(prefix)  # (a ValueError for a prefix that is not a key)
         if self._first_rv <= from_rv < self._last_write:
             # so a watch from before this store's own write finds that write in memory or history
             # (and a compacted past is recognised as such), whatever the stream's lag
             await self._caught_up(self._last_write)
         if from_rv >= self._first_rv:  # (asked again: the hub may have restarted meanwhile)
             return await self.hub.watch(prefix, from_rv)
-        # From before this store started following: etcd's history, with a watch of its own.
-        stream = await self._open_after(start, end, from_rv)
-        watch = _DirectWatch(self, start, end, from_rv, stream)
+        # From before this store started following: etcd's history, with a watch of its own
+        # (over the whole root: see _DirectWatch), until it reaches what the hub has.
+        stream = await self._open_after(self._root, range_end(self._root), from_rv)
+        watch = _DirectWatch(self, prefix, from_rv, stream)
         self._direct.add(watch)
         return watch
 
@@ -372,6 +382,7 @@ class EtcdStorage(Storage):
                 log.warning("the watch on etcd is back (at %s)", stream.endpoint)
                 outage = False
             delay = 0.05
+            watchdog = asyncio.create_task(self._watchdog(stream), name="etcd-watchdog")
             try:
                 while True:
                     result = await stream.next()
@@ -391,7 +402,40 @@ class EtcdStorage(Storage):
             except Unavailable:
                 await asyncio.sleep(delay)
             finally:
+                watchdog.cancel()
                 stream.close()
+
+    async def _watchdog(self, stream: WatchStream) -> None:
+        """Close the shared stream when its member has stopped delivering, so it resumes on another.
+
+        A frozen or cut-off member keeps the connection open and sends nothing, which the follower
+        alone cannot tell from a quiet cluster. Two signs give it away: a write etcd acknowledged
+        to this store that the stream has not delivered within WATCH_LAG seconds, and a stream
+        silent for WATCH_IDLE seconds whose member does not answer a ping (which catches it when
+        only other servers write). A partitioned member that is still running ends the stream by
+        itself: watches are opened requiring a leader.
+        """
+        loop = asyncio.get_running_loop()
+        target, since, pinged = 0, 0.0, 0.0
+        while True:
+            await asyncio.sleep(WATCHDOG_TICK)
+            now = loop.time()
+            revision = self.hub.revision
+            if revision >= self._last_write:
+                target = 0
+            elif target == 0 or revision >= target:
+                target, since = self._last_write, now  # (a newer write to wait for)
+            elif now - since >= WATCH_LAG:
+                why = f"revision {target}, written {now - since:.1f}s ago, has not arrived"
+                break
+            if now - max(stream.last_heard, pinged) >= WATCH_IDLE:
+                if not await self._gateway.ping(stream.endpoint):
+                    why = "its member does not answer"
+                    break
+                pinged = loop.time()
+        log.warning("the etcd watch at %s stalled (%s); resuming it elsewhere", stream.endpoint, why)
+        self._gateway.avoid(stream.endpoint)
+        stream.close()
 
     async def _restart_hub(self, why: str) -> None:
         """Start over from etcd's present: every watcher of the old hub must list and watch again."""
@@ -419,18 +463,20 @@ class EtcdStorage(Storage):
         stream = await self._open_after(self._root, range_end(self._root), after)
         events: builtins.list[Event] = []
         try:
-            async with asyncio.timeout(max(self._gateway.timeout, 30.0)):
-                while True:
+            while True:
+                # etcd has all of it and sends it at once: a pause as long as a request's deadline
+                # means the member is gone or frozen, and the watch request should fail now
+                async with asyncio.timeout(self._gateway.timeout):
                     result = await stream.next()
-                    if result.get("compact_revision"):
-                        raise Compacted(after, int(result["compact_revision"]))
-                    for event in self._events(result):
-                        if event.rv > upto:
-                            return events
-                        if event.key.startswith(prefix):
-                            events.append(event)
-                        if event.rv == upto:
-                            return events
+                if result.get("compact_revision"):
+                    raise Compacted(after, int(result["compact_revision"]))
+                for event in self._events(result):
+                    if event.rv > upto:
+                        return events
+                    if event.key.startswith(prefix):
+                        events.append(event)
+                    if event.rv == upto:
+                        return events
         except (StreamBroken, TimeoutError) as exc:
             raise Unavailable(f"reading etcd's history failed: {exc}") from None
         except _MissingPrevious:
@@ -445,9 +491,19 @@ class EtcdStorage(Storage):
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiter_id += 1
         heapq.heappush(self._seen_waiters, (revision, self._waiter_id, future))
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(CATCH_UP_TIMEOUT):
                 await future
+        except TimeoutError:
+            pass
+        finally:
+            if not future.done() or future.cancelled():
+                # Gave up (timed out, or the caller was cancelled): forget this waiter, and any other
+                # that gave up, now rather than when the hub reaches its revision — during an outage
+                # that may take long, and every request meanwhile would leave one behind.
+                future.cancel()
+                self._seen_waiters = [w for w in self._seen_waiters if not w[2].done()]
+                heapq.heapify(self._seen_waiters)
 
     def _wake_seen(self, everyone: bool = False) -> None:
         while self._seen_waiters and (everyone or self._seen_waiters[0][0] <= self.hub.revision):
@@ -514,26 +570,35 @@ class _KeyLock:
 
 
 class _DirectWatch(Watch):
-    """A watch on etcd's history for a watcher older than the hub: its own stream, resumed after breaks."""
+    """A watcher older than the hub: etcd's history through a stream of its own, then the hub.
 
-    def __init__(
-        self, store: EtcdStorage, start: bytes, end: bytes, from_rv: int, stream: WatchStream
-    ) -> None:
+    Once the stream has delivered up to the hub's first revision, the hub holds (or can read)
+    everything after it: the watch subscribes to the hub from its last revision, closes its etcd
+    stream and hands its consumer over, so a client resuming from an old revision costs an etcd
+    stream only while it catches up. The stream follows the whole root and drops what is outside
+    ``prefix`` here, because only then does it learn that it has passed the hub's first revision
+    when nothing changes under ``prefix`` (etcd says nothing to a watch with nothing to deliver).
+    """
+
+    def __init__(self, store: EtcdStorage, prefix: str, from_rv: int, stream: WatchStream) -> None:
         self._store = store
-        self._start = start
-        self._end = end
-        self._last = from_rv
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(DIRECT_QUEUE)
+        self._prefix = prefix
+        self._last = from_rv  # the last revision read from etcd, under the prefix or not
+        # events, then (at the handover) the hub's watch, or None at the end
+        self._queue: asyncio.Queue[Event | Watch | None] = asyncio.Queue(DIRECT_QUEUE)
+        self._hub_watch: Watch | None = None  # subscribed by the pump
+        self._delegate: Watch | None = None  # reached by the consumer: serves from here on
         self._reason: str | None = None
         self._closed = False
         self._task = asyncio.create_task(self._pump(stream), name="etcd-direct-watch")
 
     async def _pump(self, stream: WatchStream | None) -> None:
         delay = 0.05
+        root = self._store._root
         while not self._closed:
             if stream is None:
                 try:
-                    stream = await self._store._open_after(self._start, self._end, self._last)
+                    stream = await self._store._open_after(root, range_end(root), self._last)
                     delay = 0.05
                 except Compacted:
                     self.end("etcd compacted the history this watch was reading; list and watch again")
@@ -551,8 +616,13 @@ class _DirectWatch(Watch):
                     if result.get("canceled"):
                         raise StreamBroken("etcd cancelled the watch")
                     for event in self._store._events(result):
-                        await self._queue.put(event)
+                        if event.key.startswith(self._prefix):
+                            await self._queue.put(event)
                         self._last = event.rv
+                    if self._last >= self._store._first_rv and await self._subscribe():
+                        stream.close()
+                        await self._queue.put(self._hub_watch)
+                        return
             except StreamBroken:
                 pass
             except _MissingPrevious:
@@ -562,6 +632,18 @@ class _DirectWatch(Watch):
                 stream.close()
                 stream = None
 
+    async def _subscribe(self) -> bool:
+        """Subscribe to the hub from the last revision read; False to keep reading etcd for now."""
+        try:
+            self._hub_watch = await self._store.hub.watch(self._prefix, self._last)
+        except Unavailable:
+            return False  # (reading the hub's gap from etcd failed) the next message tries again
+        except Compacted:
+            self.end("etcd compacted the history this watch was reading; list and watch again")
+            return False
+        self._store._direct.discard(self)  # the hub's watchers end with the store
+        return True
+
     def end(self, reason: str | None) -> None:
         if self._closed:
             return
@@ -570,6 +652,8 @@ class _DirectWatch(Watch):
         self._store._direct.discard(self)
         if asyncio.current_task() is not self._task:
             self._task.cancel()
+        if self._hub_watch is not None:
+            self._hub_watch.close()
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
         if self._queue.full():  # make room for the end marker: the consumer stops reading anyway
@@ -582,9 +666,13 @@ class _DirectWatch(Watch):
 
     @property
     def closed_reason(self) -> str | None:
+        if self._reason is None and self._delegate is not None:
+            return self._delegate.closed_reason
         return self._reason
 
     async def next(self, timeout: float | None = None) -> Event | None:
+        if self._delegate is not None:
+            return await self._delegate.next(timeout)
         try:
             item = self._queue.get_nowait()
         except asyncio.QueueEmpty:
@@ -597,7 +685,23 @@ class _DirectWatch(Watch):
             with contextlib.suppress(asyncio.QueueFull):
                 self._queue.put_nowait(None)  # stay ended for later calls
             raise StopAsyncIteration
+        if isinstance(item, Watch):
+            self._delegate = item
+            return await item.next(timeout)
         return item
+
+
+def _meaning(exc: EtcdError) -> StorageError:
+    """What etcd's error means to callers: mostly an outage (503, retry), but some answers are final."""
+    if exc.too_large:
+        return ValueTooLarge(
+            f"the object is too large for etcd, which accepts at most "
+            f"{DEFAULT_MAX_REQUEST_BYTES / 1024 / 1024:g} MiB per request by default "
+            f"(its --max-request-bytes); etcd said: {exc.message}"
+        )
+    if exc.code == INVALID_ARGUMENT:
+        return StorageError(f"etcd refused the request as invalid: {exc.message}")
+    return Unavailable(f"etcd: {exc.message}")
 
 
 def _revision_of(answer: Json) -> int:
@@ -612,11 +716,14 @@ def _first_response(answer: Json, kind: str) -> Json:
     return {}
 
 
-def _expectation(expected_rv: int | None) -> Json:
-    """The comparison a change of an existing key makes: at the expected revision, or merely present."""
+def _expectation(expected_rv: int | None) -> list[Json]:
+    """The comparisons a change of an existing key makes: present, and at the expected revision if
+    one is given (etcd reports revision 0 for a missing key, so ``expected_rv=0`` alone would
+    match a key that does not exist and re-create it)."""
+    present = {"target": "CREATE", "result": "GREATER", "create_revision": 0}
     if expected_rv is None:
-        return {"target": "CREATE", "result": "GREATER", "create_revision": 0}
-    return {"target": "MOD", "result": "EQUAL", "mod_revision": expected_rv}
+        return [present]
+    return [present, {"target": "MOD", "result": "EQUAL", "mod_revision": expected_rv}]
 
 
 def _tls_context(ca_file: Any, cert_file: Any, key_file: Any) -> ssl.SSLContext:
