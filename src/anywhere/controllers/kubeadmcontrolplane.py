@@ -174,7 +174,14 @@ class ControlPlaneReconciler:
             action = self._remediation(machines, etcd) or kcp_plan.plan(
                 desired_of(kcp), [machine_view(m) for m in machines], etcd
             )
-            requeue = await self._act(kcp, cluster_name, template, machines, action)
+            try:
+                requeue = await self._act(kcp, cluster_name, template, machines, action)
+            except EtcdUnavailable as exc:
+                # A membership change etcd could not make now (no quorum, a leader change, a member
+                # still joining): say so and look again, as for an unreadable membership.
+                log.info("%s/%s: %s", namespace, name_of(kcp), exc)
+                etcd, etcd_problem = None, str(exc)
+                requeue = ETCD_RECHECK
         else:
             requeue = ETCD_RECHECK
         self._counts(kcp, status, machines, etcd, etcd_problem)

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 from anywhere.controllers.context import Context
-from anywhere.controllers.remote import ClusterCache
+from anywhere.controllers.remote import ClusterCache, Dialer
 from anywhere.controllers.resources import NAMESPACES, SYSTEM_NAMESPACE
 from anywhere.providers.registry import all_providers
-from anywhere.runtime import AlreadyExistsError, Client, Controller, LeaderElection, Manager
+from anywhere.runtime import (
+    AlreadyExistsError,
+    Client,
+    Controller,
+    KubeConfig,
+    LeaderElection,
+    Manager,
+    SocketFactory,
+)
 
-__all__ = ["LEASE_NAME", "all_controllers", "run"]
+__all__ = ["LEASE_NAME", "all_controllers", "provider_dialer", "run"]
 
 log = logging.getLogger("anywhere.controllers.plane")
 LEASE_NAME: Final = "anywhere-controller-manager"
@@ -55,6 +64,21 @@ def all_controllers(ctx: Context) -> list[Controller]:
     return controllers
 
 
+def provider_dialer(context: Callable[[], Context]) -> Dialer:
+    """The cluster cache's dialer: the socket factory of the first provider that has one for the
+    cluster (a provider whose clusters are reachable only from elsewhere, e.g. another network
+    namespace). ``context`` gives the plane's context, which is made after the cache."""
+
+    def dial(namespace: str, cluster: str, kubeconfig: KubeConfig) -> SocketFactory | None:
+        for provider in all_providers():
+            factory = provider.socket_factory(context(), namespace, cluster, kubeconfig)
+            if factory is not None:
+                return factory
+        return None
+
+    return dial
+
+
 async def run(
     kubeconfig: Path,
     data_dir: Path,
@@ -78,7 +102,7 @@ async def run(
             retry_period=lease_duration / 7.5,
         ),
     )
-    clusters = ClusterCache(client)
+    clusters = ClusterCache(client, dialer=provider_dialer(lambda: ctx))
     ctx = Context(
         client=client,
         manager=manager,
@@ -94,9 +118,7 @@ async def run(
         await manager.run()
     finally:
         for provider in all_providers():
-            close = getattr(provider, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close(ctx)
+            with contextlib.suppress(Exception):
+                await provider.close(ctx)
         await clusters.close()
         await manager.close()

@@ -30,17 +30,23 @@ from anywhere.runtime import (
     SECRETS,
     Client,
     Informer,
+    KubeConfig,
     KubeConfigError,
     NotFoundError,
+    SocketFactory,
     parse_kubeconfig,
 )
 
-__all__ = ["ClusterCache", "ClusterNotReachable", "NodeListener", "kubeconfig_secret_name"]
+__all__ = ["ClusterCache", "ClusterNotReachable", "Dialer", "NodeListener", "kubeconfig_secret_name"]
 
 log = logging.getLogger("anywhere.controllers.remote")
 Obj = dict[str, Any]
 # Called as listener(namespace, cluster_name, node) for every add, update and delete of a Node.
 NodeListener = Callable[[str, str, Obj], None]
+# Called as dialer(namespace, cluster_name, kubeconfig) when a cluster's client is made: the socket
+# factory its connections need (a cluster whose endpoint only another network namespace reaches),
+# or None for plain sockets. The plane fills it from its providers; the cache knows none of them.
+Dialer = Callable[[str, str, KubeConfig], SocketFactory | None]
 # How long a connection is used before its kubeconfig Secret is read again.
 RECHECK_SECONDS = 30.0
 
@@ -66,11 +72,13 @@ class ClusterCache:
     """Clients and Node informers of workload clusters, made on first use and kept until forgotten.
 
     ``management`` reads the kubeconfig Secrets. The cache owns the clients it makes (closed by
-    :meth:`forget` and :meth:`close`), not ``management``.
+    :meth:`forget` and :meth:`close`), not ``management``. ``dialer`` (see :data:`Dialer`) gives
+    the clients of clusters that need one a socket factory.
     """
 
-    def __init__(self, management: Client) -> None:
+    def __init__(self, management: Client, *, dialer: Dialer | None = None) -> None:
         self.management = management
+        self.dialer = dialer
         self._remotes: dict[tuple[str, str], _Remote] = {}
         self._listeners: list[NodeListener] = []
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -134,7 +142,9 @@ class ClusterCache:
             if remote is not None:  # the kubeconfig changed (a new endpoint or new credentials)
                 del self._remotes[key]
                 await self._close(remote)
-            client = Client(_kubeconfig(secret, namespace, cluster))
+            config = _kubeconfig(secret, namespace, cluster)
+            factory = self.dialer(namespace, cluster, config) if self.dialer is not None else None
+            client = Client(config, socket_factory=factory)
             informer = Informer(client, NODES, max_retry_delay=5.0)
             informer.add_handler(
                 on_add=lambda node: self._tell(namespace, cluster, node),

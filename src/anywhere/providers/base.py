@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from anywhere.api.v1alpha1 import Cluster, Object
     from anywhere.controllers.context import Context
     from anywhere.controllers.etcd import EtcdAdmin
-    from anywhere.runtime import Controller, Resource
+    from anywhere.runtime import Controller, KubeConfig, Resource, SocketFactory
 
 __all__ = ["Provider"]
 
@@ -47,4 +47,15 @@ class Provider(Protocol):
 
     def controllers(self, context: Context) -> list[Controller]:
         """The provider's controllers (infrastructure cluster and machines), to run with the rest."""
+        ...
+
+    def socket_factory(
+        self, context: Context, namespace: str, cluster: str, kubeconfig: KubeConfig
+    ) -> SocketFactory | None:
+        """How the plane's connections reach this cluster's API, when plain sockets cannot (its
+        endpoint is in another network namespace); None for plain sockets or another provider's cluster."""
+        ...
+
+    async def close(self, context: Context) -> None:
+        """Release what the provider holds for ``context`` (connections), as the plane stops."""
         ...

@@ -14,8 +14,9 @@ subclasses; failures to talk to it at all raise :class:`TransportError`.
 from __future__ import annotations
 
 import os
+import socket
 import urllib.parse
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, Self
@@ -43,6 +44,7 @@ __all__ = [
     "NotFoundError",
     "PatchType",
     "Resource",
+    "SocketFactory",
     "TransportError",
     "Watch",
     "WatchEvent",
@@ -51,6 +53,9 @@ __all__ = [
 ]
 
 Obj = dict[str, Any]
+# Makes the socket of a new connection from getaddrinfo's answer (family, type, proto, canonname,
+# sockaddr): aiohttp's socket_factory.
+SocketFactory = Callable[[tuple[int, int, int, str, tuple[Any, ...]]], socket.socket]
 JSONPatch = list[Obj]  # named here: inside Client, ``list`` is the verb
 PatchType = Literal["merge", "json", "strategic", "apply"]
 _PATCH_CONTENT_TYPES: dict[str, str] = {
@@ -227,8 +232,12 @@ class Client:
         timeout: float = 30.0,
         max_connections: int = 100,
         user_agent: str = f"anywhere-runtime/{__version__}",
+        socket_factory: SocketFactory | None = None,
     ) -> None:
         self.config = config
+        # Makes the sockets of new connections (aiohttp's hook): how a client reaches a server
+        # only another network namespace can route to (a netns cluster's VIP).
+        self._socket_factory = socket_factory
         self._timeout = timeout
         self._max_connections = max_connections
         self._ssl = config.ssl_context()  # built now, so a bad kubeconfig fails at construction
@@ -247,7 +256,9 @@ class Client:
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, ssl=self._ssl if self._ssl is not None else True
+                limit=self._max_connections,
+                ssl=self._ssl if self._ssl is not None else True,
+                socket_factory=self._socket_factory,
             )
             self._http = aiohttp.ClientSession(self.config.server, connector=connector, headers=self._headers)
         return self._http

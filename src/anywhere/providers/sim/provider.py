@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from anywhere.api.v1alpha1 import Cluster, Object
     from anywhere.controllers.context import Context
     from anywhere.controllers.etcd import EtcdAdmin
-    from anywhere.runtime import Controller
+    from anywhere.runtime import Controller, KubeConfig, SocketFactory
 
 __all__ = ["PROVIDER", "SimProvider"]
 
@@ -84,6 +84,15 @@ class SimProvider:
             cluster.controller(context, workers=CLUSTER_WORKERS),
             machine.controller(context, workers=MACHINE_WORKERS),
         ]
+
+    def socket_factory(
+        self, context: Context, namespace: str, cluster: str, kubeconfig: KubeConfig
+    ) -> SocketFactory | None:
+        """Sim endpoints listen on this host's loopback: plain sockets reach them."""
+        return None
+
+    async def close(self, context: Context) -> None:
+        """Nothing to release: the endpoints stop with their controller."""
 
 
 PROVIDER = SimProvider()
