@@ -10,9 +10,15 @@ if TYPE_CHECKING:
     from anywhere.controllers.etcd import EtcdAdmin
     from anywhere.runtime import Controller, KubeConfig, Resource, SocketFactory
 
-__all__ = ["Provider"]
+__all__ = ["Provider", "control_plane_host"]
 
 Obj = dict[str, Any]
+
+
+def control_plane_host(cluster: Cluster) -> str | None:
+    """The control plane endpoint (VIP) the user chose: ``controlPlaneConfiguration.endpoint.host``."""
+    control = cluster.spec.control_plane_configuration
+    return control.endpoint.host if control is not None and control.endpoint is not None else None
 
 
 class Provider(Protocol):

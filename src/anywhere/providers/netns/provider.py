@@ -40,6 +40,7 @@ from anywhere.controllers.resources import (
     NETNS_MACHINE_TEMPLATES,
     NETNS_MACHINES,
 )
+from anywhere.providers.base import control_plane_host
 from anywhere.providers.netns._dial import connector_factory, socket_factory
 from anywhere.providers.netns.etcd_admin import NetnsEtcdAdmin
 from anywhere.providers.netns.etcd_member import CLIENT_PORT
@@ -185,21 +186,15 @@ class NetnsProvider:
         """The NetnsCluster's fabric (from the NetnsDatacenterConfig) and the endpoint VIP."""
         if not isinstance(datacenter, NetnsDatacenterConfig):
             raise TypeError(f"the netns provider needs a NetnsDatacenterConfig, not {datacenter.kind}")
-        spec: Obj = {}
         network = datacenter.spec
-        if network.bridge_name:
-            spec["bridgeName"] = network.bridge_name
-        if network.bridge_subnet:
-            spec["bridgeSubnet"] = network.bridge_subnet
-        if network.gateway:
-            spec["gateway"] = network.gateway
-        if network.dhcp_range is not None:
-            spec["dhcpRange"] = network.dhcp_range.to_dict()
-        control = cluster.spec.control_plane_configuration
-        host = control.endpoint.host if control is not None and control.endpoint is not None else None
-        if host:
-            spec["controlPlaneVIP"] = host
-        return spec
+        spec = {
+            "bridgeName": network.bridge_name,
+            "bridgeSubnet": network.bridge_subnet,
+            "gateway": network.gateway,
+            "dhcpRange": network.dhcp_range.to_dict() if network.dhcp_range is not None else None,
+            "controlPlaneVIP": control_plane_host(cluster),
+        }
+        return {key: value for key, value in spec.items() if value}
 
     def machine_template_spec(self, machine_config: Object) -> Obj:
         """How long machines of this config may take to boot, defaults applied (on a copy)."""

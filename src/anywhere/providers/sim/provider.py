@@ -13,6 +13,7 @@ from anywhere.controllers.resources import (
     SIM_MACHINE_TEMPLATES,
     SIM_MACHINES,
 )
+from anywhere.providers.base import control_plane_host
 
 if TYPE_CHECKING:
     from anywhere.api.v1alpha1 import Cluster, Object
@@ -46,19 +47,14 @@ class SimProvider:
         """The SimCluster's node network (from the SimDatacenterConfig) and the endpoint VIP."""
         if not isinstance(datacenter, SimDatacenterConfig):
             raise TypeError(f"the sim provider needs a SimDatacenterConfig, not {datacenter.kind}")
-        spec: Obj = {}
         network = datacenter.spec
-        if network.node_subnet:
-            spec["nodeSubnet"] = network.node_subnet
-        if network.gateway:
-            spec["gateway"] = network.gateway
-        if network.dhcp_range is not None:
-            spec["dhcpRange"] = network.dhcp_range.to_dict()
-        control = cluster.spec.control_plane_configuration
-        host = control.endpoint.host if control is not None and control.endpoint is not None else None
-        if host:
-            spec["controlPlaneVIP"] = host
-        return spec
+        spec = {
+            "nodeSubnet": network.node_subnet,
+            "gateway": network.gateway,
+            "dhcpRange": network.dhcp_range.to_dict() if network.dhcp_range is not None else None,
+            "controlPlaneVIP": control_plane_host(cluster),
+        }
+        return {key: value for key, value in spec.items() if value}
 
     def machine_template_spec(self, machine_config: Object) -> Obj:
         """How machines of this config behave, defaults applied (on a copy)."""
