@@ -86,6 +86,10 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class CliProcess:
     """`python -m anywhere ARGS` as a subprocess whose output lines can be awaited as they come."""
 
@@ -108,6 +112,9 @@ class CliProcess:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            # A test run started in the background (`cmd &` in a script) ignores SIGINT, and a child
+            # inherits that: the CLI must get Ctrl-C as a terminal would deliver it.
+            preexec_fn=_default_sigint,
         )
         return cls(process)
 
