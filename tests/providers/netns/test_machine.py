@@ -11,77 +11,58 @@ does: through the cluster cache, whose clients dial from inside the fabric.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from anywhere.api import dump_config
 from anywhere.api.capi import (
     CLUSTER_API_VERSION,
     CLUSTER_NAME_LABEL,
     CONTROL_PLANE_LABEL,
     INFRASTRUCTURE_API_VERSION,
 )
-from anywhere.api.generate import generate_config
-from anywhere.api.v1alpha1.sim import IPRange
 from anywhere.controllers.context import Context
-from anywhere.controllers.plane import all_controllers, provider_dialer
-from anywhere.controllers.remote import ClusterCache
+from anywhere.controllers.plane import all_controllers
 from anywhere.controllers.resources import (
     EKSA_CLUSTERS,
     MACHINES,
     NETNS_CLUSTERS,
-    NETNS_DATACENTERS,
-    NETNS_MACHINE_CONFIGS,
     NETNS_MACHINES,
     SYSTEM_NAMESPACE,
 )
 from anywhere.providers.netns import machine as netnsmachine
-from anywhere.providers.netns._host import list_netns, scope_of, wait_until
+from anywhere.providers.netns._host import wait_until
 from anywhere.providers.netns.fabric import Fabric
 from anywhere.providers.netns.machines import MachineNamespace
-from anywhere.providers.netns.provider import PROVIDER, STATE_ENV
-from anywhere.runtime import NAMESPACES, NODES, SECRETS, AlreadyExistsError, Client, Controller, Manager
-from tests.conftest import Server
+from anywhere.providers.netns.provider import PROVIDER
+from anywhere.runtime import NAMESPACES, NODES, SECRETS, AlreadyExistsError, Client, Controller
 from tests.controllers.conftest import client, eventually, namespace, running, server
 from tests.providers.netns.hardware import GATEWAY, SUBNET, requires_root, state_dir
+from tests.providers.netns.plane import (
+    RESOURCES,
+    SETTLE,
+    VIP,
+    address_of,
+    cluster_documents,
+    cluster_ready,
+    context,
+    mine,
+    our_namespaces,
+    ready,
+    until,
+)
 
-__all__ = ["client", "namespace", "server", "state_dir"]
+__all__ = ["client", "context", "namespace", "server", "state_dir"]
 
 pytestmark = requires_root
 Obj = dict[str, Any]
 
-VIP = "10.231.0.10"
 CLUSTER = "c1"
-# Bounds of waiting for external processes (etcd, anywhere serve, DHCP), not expectations.
-SETTLE = 90.0
-
-
-@pytest.fixture
-async def context(
-    server: Server, tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Context]:
-    """A plane's context as `anywhere` runs one: the cluster cache dials through the providers."""
-    monkeypatch.setenv(STATE_ENV, str(state_dir))
-    manager_client = Client.from_kubeconfig(server.kubeconfig)
-    manager = Manager(manager_client)
-    ctx: Context
-    clusters = ClusterCache(manager_client, dialer=provider_dialer(lambda: ctx))
-    ctx = Context(client=manager_client, manager=manager, clusters=clusters, data_dir=tmp_path / "plane")
-    ctx.data_dir.mkdir()
-    try:
-        yield ctx
-    finally:
-        await PROVIDER.close(ctx)
-        await clusters.close()
-        await manager.close()
 
 
 def controllers(ctx: Context) -> list[Controller]:
@@ -177,30 +158,10 @@ async def add_control_plane_machine(
     )
 
 
-def ready(*names: str) -> Callable[[list[Obj]], bool]:
-    def check(items: list[Obj]) -> bool:
-        by_name = {i["metadata"]["name"]: i for i in items}
-        for name in names:
-            status = (by_name.get(name) or {}).get("status") or {}
-            if status.get("failureReason"):
-                raise AssertionError(f"{name} failed: {status.get('failureMessage')}")
-            if not status.get("ready"):
-                return False
-        return True
-
-    return check
-
-
 def has_address(name: str) -> Callable[[list[Obj]], bool]:
     return lambda items: any(
         i["metadata"]["name"] == name and (i.get("status") or {}).get("addresses") for i in items
     )
-
-
-def address_of(items: list[Obj], name: str) -> ipaddress.IPv4Address:
-    machine = next(i for i in items if i["metadata"]["name"] == name)
-    internal = next(a for a in machine["status"]["addresses"] if a["type"] == "InternalIP")
-    return ipaddress.IPv4Address(internal["address"])
 
 
 async def voters(ctx: Context, namespace: str) -> tuple[list[str], list[str]]:
@@ -215,26 +176,6 @@ async def node_names(ctx: Context, namespace: str) -> set[str]:
     """The workload cluster's Nodes, read through the VIP from the host's namespace."""
     workload = await ctx.clusters.client(namespace, CLUSTER)
     return {n["metadata"]["name"] for n in (await workload.list(NODES)).get("items") or []}
-
-
-async def until(check: Callable[[], Any], timeout: float = SETTLE) -> Any:
-    """Poll an external system (etcd, a workload API through the VIP) until ``check`` answers."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    last: BaseException | None = None
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            result = await check()
-            if result:
-                return result
-        except Exception as exc:  # not up yet: the next poll tells
-            last = exc
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not within {timeout:g}s (last error: {last!r})")
-
-
-def our_namespaces(state: Path) -> list[str]:
-    scope = scope_of(state)
-    return [n for n in list_netns("aw-") if scope in n]
 
 
 async def test_a_control_plane_machine_forms_the_cluster_and_a_second_joins_and_leaves(
@@ -352,40 +293,6 @@ async def test_a_machine_whose_node_never_registers_fails_at_its_boot_timeout(
 # -- end to end: the anywhere Cluster through every controller of the plane -------------------------------
 
 
-def cluster_documents(name: str, control_planes: int) -> list[Obj]:
-    """A netns cluster of ``control_planes`` control plane machines and 1 worker, on the test's subnet."""
-    config = generate_config(name, "netns", "1.33")
-    spec = config.cluster.spec
-    assert spec.control_plane_configuration is not None
-    assert spec.control_plane_configuration.endpoint is not None
-    spec.control_plane_configuration.count = control_planes
-    spec.control_plane_configuration.endpoint.host = VIP
-    for group in spec.worker_node_group_configurations or []:
-        group.count = 1
-    for datacenter in config.of_kind("NetnsDatacenterConfig"):
-        datacenter.spec.bridge_name = "awt-br0"  # type: ignore[attr-defined]
-        datacenter.spec.bridge_subnet = SUBNET  # type: ignore[attr-defined]
-        datacenter.spec.gateway = GATEWAY  # type: ignore[attr-defined]
-        datacenter.spec.dhcp_range = IPRange(start="10.231.0.100", end="10.231.0.120")  # type: ignore[attr-defined]
-    return [d for d in yaml.safe_load_all(dump_config(config)) if d]
-
-
-RESOURCES = {
-    "Cluster": EKSA_CLUSTERS,
-    "NetnsDatacenterConfig": NETNS_DATACENTERS,
-    "NetnsMachineConfig": NETNS_MACHINE_CONFIGS,
-}
-
-
-def cluster_ready(name: str) -> Callable[[list[Obj]], bool]:
-    def check(items: list[Obj]) -> bool:
-        cluster = next((i for i in items if i["metadata"]["name"] == name), None)
-        conditions = ((cluster or {}).get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-    return check
-
-
 @pytest.mark.parametrize("control_planes", [1, 3])
 async def test_a_netns_cluster_is_created_and_deleted_by_the_whole_plane(
     context: Context, client: Client, namespace: str, state_dir: Path, control_planes: int
@@ -435,7 +342,3 @@ async def test_a_netns_cluster_is_created_and_deleted_by_the_whole_plane(
         await eventually(client, NETNS_MACHINES, SYSTEM_NAMESPACE, lambda i: not mine(i, name))
         await eventually(client, NETNS_CLUSTERS, SYSTEM_NAMESPACE, lambda i: not mine(i, name))
     assert our_namespaces(state_dir) == []
-
-
-def mine(items: list[Obj], cluster: str) -> list[Obj]:
-    return [i for i in items if (i["metadata"].get("labels") or {}).get(CLUSTER_NAME_LABEL) == cluster]
