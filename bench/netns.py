@@ -64,7 +64,7 @@ from anywhere.controllers.resources import (
 )
 from anywhere.providers.netns import machine as netnsmachine
 from anywhere.providers.netns.fabric import Fabric, FabricSpec
-from anywhere.providers.netns.hostaccess import HostForwarder, write_host_kubeconfig
+from anywhere.providers.netns.hostaccess import HostForwarder, read_probe, write_host_kubeconfig
 from anywhere.providers.netns.inventory import cleanup_all, leaks, scope_id
 from anywhere.providers.netns.machines import MachineNamespace
 from anywhere.providers.netns.provider import PROVIDER, STATE_ENV
@@ -79,7 +79,6 @@ RANGE = ("10.233.0.100", "10.233.0.160")
 VIP = "10.233.0.10"
 NAMESPACE = "default"
 SETTLE = 300.0  # bound of any wait on external processes
-PROBE_INTERVAL = 0.1  # 10 Hz
 PROBE_TIMEOUT = 2.0
 
 
@@ -246,28 +245,6 @@ async def baseline(state: Path, count: int) -> float:
     finally:
         await fabric.destroy()
     return elapsed / count
-
-
-async def read_probe(kubeconfig: Path, stop_event: asyncio.Event) -> tuple[int, int, int]:
-    """Nodes read at 10 Hz until ``stop_event``: (requests, retried, failed after one retry)."""
-    requests = retried = failed = 0
-    loop = asyncio.get_running_loop()
-    async with Client.from_kubeconfig(kubeconfig) as api:
-        while not stop_event.is_set():
-            tick = loop.time()
-            requests += 1
-            for attempt in range(2):
-                try:
-                    await asyncio.wait_for(api.list(NODES), PROBE_TIMEOUT)
-                    break
-                except Exception:
-                    if attempt == 0:
-                        retried += 1
-                    else:
-                        failed += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop_event.wait(), max(0.0, tick + PROBE_INTERVAL - loop.time()))
-    return requests, retried, failed
 
 
 @contextlib.asynccontextmanager

@@ -43,11 +43,11 @@ from anywhere.controllers.resources import (
 )
 from anywhere.providers.netns import machine as netnsmachine
 from anywhere.providers.netns.fabric import Fabric
-from anywhere.providers.netns.hostaccess import HostForwarder, write_host_kubeconfig
+from anywhere.providers.netns.hostaccess import HostForwarder, read_probe, write_host_kubeconfig
 from anywhere.providers.netns.inventory import discover, scope_id
 from anywhere.providers.netns.machines import MachineNamespace
 from anywhere.providers.netns.provider import PROVIDER
-from anywhere.runtime import NAMESPACES, NODES, SECRETS, AlreadyExistsError, Client
+from anywhere.runtime import NAMESPACES, SECRETS, AlreadyExistsError, Client
 from tests.controllers.conftest import client, eventually, namespace, running, server
 from tests.providers.netns.hardware import requires_root, state_dir
 from tests.providers.netns.plane import (
@@ -120,33 +120,6 @@ async def vip_holders(machines: dict[str, MachineNamespace]) -> list[str]:
             if VIP_ADDRESS in await machine.addresses():
                 held.append(name)
     return held
-
-
-PROBE_INTERVAL = 0.1  # 10 Hz
-PROBE_TIMEOUT = 2.0
-
-
-async def read_probe(kubeconfig: Path, stop: asyncio.Event) -> tuple[int, int, int]:
-    """Read the Nodes through the forwarder at 10 Hz until ``stop``: (requests, retried, failed after
-    one retry), as a client that retries once sees an upgrade."""
-    requests = retried = failed = 0
-    loop = asyncio.get_running_loop()
-    async with Client.from_kubeconfig(kubeconfig) as api:
-        while not stop.is_set():
-            tick = loop.time()
-            requests += 1
-            for attempt in range(2):
-                try:
-                    await asyncio.wait_for(api.list(NODES), PROBE_TIMEOUT)
-                    break
-                except Exception:
-                    if attempt == 0:
-                        retried += 1
-                    else:
-                        failed += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(0.0, tick + PROBE_INTERVAL - loop.time()))
-    return requests, retried, failed
 
 
 def all_ready(name: str, count: int) -> Callable[[list[Obj]], bool]:

@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from anywhere.providers.netns._host import NetnsError, netns_exists
+from anywhere.runtime import NODES, Client
 
-__all__ = ["HostForwarder", "host_kubeconfig", "write_host_kubeconfig"]
+__all__ = ["HostForwarder", "host_kubeconfig", "read_probe", "write_host_kubeconfig"]
 
 START_TIMEOUT = 15.0
 
@@ -134,3 +135,29 @@ class HostForwarder:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+async def read_probe(
+    kubeconfig: Path, stop: asyncio.Event, *, interval: float = 0.1, timeout: float = 2.0
+) -> tuple[int, int, int]:
+    """Read the Nodes every ``interval`` seconds (10 Hz by default) until ``stop``, as a client that
+    retries once sees the cluster (e.g. through an upgrade): (requests, retried, failed after one
+    retry)."""
+    requests = retried = failed = 0
+    loop = asyncio.get_running_loop()
+    async with Client.from_kubeconfig(kubeconfig) as api:
+        while not stop.is_set():
+            tick = loop.time()
+            requests += 1
+            for attempt in range(2):
+                try:
+                    await asyncio.wait_for(api.list(NODES), timeout)
+                    break
+                except Exception:
+                    if attempt == 0:
+                        retried += 1
+                    else:
+                        failed += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, tick + interval - loop.time()))
+    return requests, retried, failed
