@@ -252,14 +252,17 @@ async def test_three_rolling_replacements_keep_quorum_and_keep_serving(three: Ma
             for attempt in range(1, CLIENT_ATTEMPTS + 1):
                 try:
                     await store.create(key, b"v")
+                    written.append(key)
                     break
                 except KeyExists:
                     assert attempt > 1, f"{key} existed before it was written"
+                    written.append(key)
                     break  # an earlier attempt had been applied after all
                 except Unavailable as exc:
                     if attempt == CLIENT_ATTEMPTS:
-                        failures.append(f"create {key}: {exc}")
-            written.append(key)
+                        failures.append(f"create {key}: {exc}")  # reported at the end, with the reason
+            if not written:
+                continue
             for attempt in range(1, CLIENT_ATTEMPTS + 1):
                 try:
                     record = await store.get(written[random.randrange(len(written))])
