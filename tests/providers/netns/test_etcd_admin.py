@@ -261,6 +261,7 @@ async def test_three_rolling_replacements_keep_quorum_and_keep_serving(three: Ma
                 except Unavailable as exc:
                     if attempt == CLIENT_ATTEMPTS:
                         failures.append(f"create {key}: {exc}")  # reported at the end, with the reason
+            n += 1
             if not written:
                 continue
             for attempt in range(1, CLIENT_ATTEMPTS + 1):
@@ -271,7 +272,6 @@ async def test_three_rolling_replacements_keep_quorum_and_keep_serving(three: Ma
                 except Unavailable as exc:
                     if attempt == CLIENT_ATTEMPTS:
                         failures.append(f"get: {exc}")
-            n += 1
             await asyncio.sleep(0.01)
 
     runner = asyncio.create_task(traffic())
