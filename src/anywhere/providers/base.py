@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 if TYPE_CHECKING:
     from anywhere.api.v1alpha1 import Cluster, Object
@@ -10,9 +10,14 @@ if TYPE_CHECKING:
     from anywhere.controllers.etcd import EtcdAdmin
     from anywhere.runtime import Controller, KubeConfig, Resource, SocketFactory
 
-__all__ = ["Provider", "control_plane_host"]
+__all__ = ["CREATE_ERROR", "Provider", "control_plane_host"]
 
 Obj = dict[str, Any]
+
+
+# What a machine that failed to come up is to Cluster API (``failureReason``): a terminal error
+# creating it, so health checks and the control plane replace it.
+CREATE_ERROR: Final = "CreateError"
 
 
 def control_plane_host(cluster: Cluster) -> str | None:

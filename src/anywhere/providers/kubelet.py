@@ -22,7 +22,9 @@ import logging
 import time
 from typing import Any, Final
 
+from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.controllers.conditions import READY
+from anywhere.controllers.machine import CLUSTER_NAMESPACE_ANNOTATION, MACHINE_ANNOTATION
 from anywhere.controllers.resources import DAEMONSETS, LEASES, NODES
 from anywhere.runtime import AlreadyExistsError, Client, NotFoundError
 
@@ -69,9 +71,7 @@ NODE_LEASE_NAMESPACE: Final = "kube-node-lease"
 CNI_NAMESPACE: Final = "kube-system"
 CNI_DAEMONSET: Final = "cilium"
 
-MACHINE_ANNOTATION: Final = "cluster.x-k8s.io/machine"
-CLUSTER_NAME_ANNOTATION: Final = "cluster.x-k8s.io/cluster-name"
-CLUSTER_NAMESPACE_ANNOTATION: Final = "cluster.x-k8s.io/cluster-namespace"
+CLUSTER_NAME_ANNOTATION: Final = CLUSTER_NAME_LABEL  # the same key, as an annotation on Nodes
 CONTROL_PLANE_ROLE_LABEL: Final = "node-role.kubernetes.io/control-plane"
 
 KUBELET_NOT_READY_MESSAGE: Final = (

@@ -31,6 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Final
 
+from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.apiserver import pki
 from anywhere.controllers.conditions import ERROR, READY, set_false, set_true
 from anywhere.controllers.context import Context
@@ -202,7 +203,7 @@ class NetnsClusterController:
             "metadata": {
                 "name": secret,
                 "namespace": namespace_of(obj),
-                "labels": {"cluster.x-k8s.io/cluster-name": name_of(obj)},
+                "labels": {CLUSTER_NAME_LABEL: name_of(obj)},
                 "ownerReferences": [owner],
             },
             "type": SECRET_TYPE,

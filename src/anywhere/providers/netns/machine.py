@@ -60,6 +60,7 @@ from anywhere.api.infra.netns import DEFAULT_BOOT_TIMEOUT
 from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.etcd import EtcdUnavailable
+from anywhere.controllers.kubeadmcontrolplane import BOOTSTRAP_ANNOTATION as KCP_BOOTSTRAP_ANNOTATION
 from anywhere.controllers.objects import (
     add_finalizer,
     annotations_of,
@@ -76,6 +77,7 @@ from anywhere.controllers.objects import (
 )
 from anywhere.controllers.remote import kubeconfig_secret_name
 from anywhere.controllers.resources import CAPI_CLUSTERS, MACHINES, NETNS_CLUSTERS, NETNS_MACHINES, SECRETS
+from anywhere.providers.base import CREATE_ERROR
 from anywhere.providers.kubelet import node_addresses, rfc3339
 from anywhere.providers.netns._host import NetnsError, read_json, write_json
 from anywhere.providers.netns.cluster import API_PORT, SHARED_FILES, apiserver_secret_name
@@ -108,10 +110,8 @@ Obj = dict[str, Any]
 FINALIZER: Final = "netnsmachine.infrastructure.cluster.x-k8s.io"
 BOOT_STARTED_ANNOTATION: Final = "anywhere.eks.amazonaws.com/netns-boot-started"
 ETCD_JOINED_ANNOTATION: Final = "anywhere.eks.amazonaws.com/netns-etcd-joined"
-# The annotation the control plane controller puts on the Machines it makes: "init" or "join".
-KCP_BOOTSTRAP_ANNOTATION: Final = "controlplane.anywhere.eks.amazonaws.com/bootstrap"
 # What a machine that did not boot in time is to Cluster API: a terminal error creating it.
-BOOT_TIMEOUT_REASON: Final = "CreateError"
+BOOT_TIMEOUT_REASON: Final = CREATE_ERROR
 # How often a running machine is looked at (dead processes restarted, the boot deadline checked).
 SUPERVISE: Final = 10.0
 # How soon to look again at something outside our watches (a learner catching up, etcd busy).

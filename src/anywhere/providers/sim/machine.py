@@ -70,6 +70,7 @@ from anywhere.controllers.resources import (
     SIM_CLUSTERS,
     SIM_MACHINES,
 )
+from anywhere.providers.base import CREATE_ERROR
 from anywhere.providers.kubelet import (
     CLUSTER_NAME_ANNOTATION,
     CLUSTER_NAMESPACE_ANNOTATION,
@@ -141,7 +142,7 @@ RETRY: Final = 5.0
 EXHAUSTED_RETRY: Final = 30.0
 
 # What a failed boot is to Cluster API: a terminal error creating the machine.
-BOOT_FAILURE_REASON: Final = "CreateError"
+BOOT_FAILURE_REASON: Final = CREATE_ERROR
 
 
 def _true(value: str | None) -> bool:
