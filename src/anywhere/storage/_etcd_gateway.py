@@ -44,11 +44,17 @@ DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
 # member would otherwise keep it open, silently, forever; etcd-io/etcd#10819, as Kubernetes does).
 REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
 # Errors that mean the request was refused before anything was proposed: a write may be sent again.
+# The last three come from a member leaving the cluster or not yet voting: a learner refuses writes,
+# a removed member's raft node is stopped, and a member whose gRPC server is down cannot be dialled
+# by its own HTTP gateway.
 _NOT_APPLIED = (
     "etcdserver: no leader",
     "etcdserver: too many requests",
     "etcdserver: not capable",
     "raft proposal dropped",
+    "etcdserver: rpc not supported for learner",
+    "raft: stopped",
+    'connection error: desc = "transport: Error while dialing',
 )
 
 Json = dict[str, Any]
@@ -310,6 +316,8 @@ class Gateway:
                     ) from None
             except EtcdError as exc:
                 if not (exc.not_applied if write else exc.transient):
+                    if exc.transient:
+                        self._rotate(index)  # a sick member: the caller's next attempt goes elsewhere
                     raise
                 failures[endpoint] = exc.message
                 self._rotate(index)
