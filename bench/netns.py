@@ -353,13 +353,15 @@ async def run(options: argparse.Namespace, folder: Path) -> None:
                     done = await until(upgraded, timeout=options.upgrade_timeout, interval=0.5)
                     duration = time.monotonic() - started
                     stop_event.set()
-                    requests, retried, failed = await probe
+                    seen = await probe
                     state_text = (
                         f"{duration:.1f}s" if done else f"NOT DONE within {options.upgrade_timeout:g}s"
                     )
                     print(
-                        f"upgrade 1.33 -> 1.34 (3+2): {state_text}; probe at 10 Hz: {requests} requests, "
-                        f"{retried} retried, {failed} failed after one retry"
+                        f"upgrade 1.33 -> 1.34 (3+2): {state_text}; probe at 10 Hz: {seen.requests} requests, "
+                        f"{seen.retried} retried, {seen.failed} failed after one retry",
+                        *seen.errors,
+                        sep="\n  ",
                     )
             print(f"delete 3+2: {await bench.delete('b32'):.1f}s")
     finally:

@@ -255,10 +255,24 @@ def test_etcd_options_are_checked(tmp_path: Path) -> None:
     stray = run_serve(tmp_path, "--etcd-endpoints", "http://127.0.0.1:2379")
     assert stray.returncode == 2
     assert "need --storage etcd" in stray.stderr
+    stray_sync = run_serve(tmp_path, "--etcd-auto-sync-interval", "5")
+    assert stray_sync.returncode == 2
+    assert "need --storage etcd" in stray_sync.stderr
+    negative = run_serve(
+        tmp_path,
+        "--storage",
+        "etcd",
+        "--etcd-endpoints",
+        "http://127.0.0.1:2379",
+        "--etcd-auto-sync-interval",
+        "-1",
+    )
+    assert negative.returncode == 2
+    assert "--etcd-auto-sync-interval -1: give 0 (off) or a number of seconds" in negative.stderr
     (port,) = free_ports(1)
     down = run_serve(tmp_path, "--storage", "etcd", "--etcd-endpoints", f"http://127.0.0.1:{port}")
     assert down.returncode == 1
     assert f"error: cannot reach etcd at http://127.0.0.1:{port}" in down.stderr
     assert "is etcd running?" in down.stderr
-    for result in (missing, bad, stray, down):
+    for result in (missing, bad, stray, stray_sync, negative, down):
         assert "Traceback" not in result.stderr

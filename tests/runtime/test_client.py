@@ -237,6 +237,33 @@ async def test_list_selectors_and_paging(client: Client, namespace: str) -> None
     assert "continue" not in everything["metadata"]
 
 
+async def test_connections_probe_a_quiet_server_with_tcp_keepalive(server: Server) -> None:
+    """A watch sends nothing after its request; only keepalive probes notice a server that vanished
+    (its machine deleted, its VIP moved), as Go's dialer does for client-go. Also for sockets from a
+    socket factory (how a netns cluster's VIP is reached)."""
+    made: list[socket.socket] = []
+
+    def factory(addr_info: tuple[int, int, int, str, tuple[object, ...]]) -> socket.socket:
+        made.append(socket.socket(addr_info[0], addr_info[1], addr_info[2]))
+        return made[-1]
+
+    def probed(sock: socket.socket) -> tuple[int, int, int, int]:
+        return (
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+        )
+
+    async with Client(load_kubeconfig(server.kubeconfig), socket_factory=factory) as client:
+        await client.list(NAMESPACES)
+        assert made, "the socket factory was not used"
+        assert [probed(sock) for sock in made] == [(1, 10, 5, 3)] * len(made)
+    async with Client(load_kubeconfig(server.kubeconfig)) as client:
+        with client._make_socket((socket.AF_INET, socket.SOCK_STREAM, 0, "", ("127.0.0.1", 0))) as sock:
+            assert probed(sock) == (1, 10, 5, 3)
+
+
 async def test_watch_from_a_list(client: Client, namespace: str) -> None:
     await client.create(CONFIGMAPS, configmap("before"), namespace)
     listed = await client.list(CONFIGMAPS, namespace)

@@ -442,3 +442,32 @@ async def test_reading_history_gives_up_at_the_request_deadline(
                 await store._history("/", now, now + 1000)  # events that will never arrive
     finally:
         await store.close()
+
+
+async def test_a_store_given_one_member_learns_the_others_and_outlives_it(etcd_cluster: EtcdCluster) -> None:
+    """As etcd's client with AutoSyncInterval: a store started with its machine's member only learns
+    the membership, keeps its own member first, and serves through the others when it freezes (the
+    member of a machine being replaced; without the sync every request would wait on it)."""
+    alone = a_follower(etcd_cluster)
+    own = etcd_cluster.endpoints[alone]
+    store = await EtcdStorage.open([own], timeout=2.0, auto_sync_interval=30.0)
+    try:
+        assert store.endpoints[0] == own
+        assert sorted(store.endpoints) == sorted(etcd_cluster.endpoints)
+        written = await store.create("/sync/a", b"1")
+        freeze(etcd_cluster, alone, True)
+        async with asyncio.timeout(GUARD):
+            record = await store.get("/sync/a")
+        assert record is not None
+        assert record.mod_rv == written.mod_rv
+    finally:
+        freeze(etcd_cluster, alone, False)
+        await store.close()
+
+
+async def test_without_auto_sync_a_store_keeps_the_members_it_was_given(etcd_cluster: EtcdCluster) -> None:
+    store = await EtcdStorage.open(etcd_cluster.endpoints[:1], timeout=2.0)
+    try:
+        assert store.endpoints == etcd_cluster.endpoints[:1]
+    finally:
+        await store.close()

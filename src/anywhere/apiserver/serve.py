@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from anywhere._forking import keep_signals_in_this_process
 from anywhere.apiserver import authn, pki
 from anywhere.apiserver.audit import AuditConfigError, Auditor, Policy
 from anywhere.apiserver.authapi import Access
@@ -61,6 +62,9 @@ class ServeOptions:
     etcd_cafile: Path | None = None
     etcd_certfile: Path | None = None
     etcd_keyfile: Path | None = None
+    # Seconds between reads of etcd's membership (0: only the endpoints given), as etcd's client's
+    # AutoSyncInterval: a server started with its machine's member outlives that member's removal.
+    etcd_auto_sync_interval: float = 0.0
 
 
 async def open_storage(options: ServeOptions) -> Storage:
@@ -88,6 +92,7 @@ async def _open_etcd(options: ServeOptions) -> Storage:
             ca_file=options.etcd_cafile,
             cert_file=options.etcd_certfile,
             key_file=options.etcd_keyfile,
+            auto_sync_interval=options.etcd_auto_sync_interval or None,
         )
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -120,9 +125,10 @@ async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None
     runner: web.AppRunner | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    keep_signals_in_this_process()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, _stop_on_signal, stop, sig)
     compactor: asyncio.Task[None] | None = None
     companion: asyncio.Task[None] | None = None
     try:
@@ -156,6 +162,7 @@ async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None
             ready.set()
         if options.companion is not None:
             companion = asyncio.create_task(options.companion(kubeconfig), name="companion")
+            companion.add_done_callback(_companion_ended)
             companion.add_done_callback(lambda _task: stop.set())
         await stop.wait()
         if companion is not None and companion.done() and not companion.cancelled():
@@ -174,6 +181,22 @@ async def run(options: ServeOptions, ready: asyncio.Event | None = None) -> None
             await auditor.close()  # after the last request: its events are written
         await access.stop()
         await storage.close()
+
+
+def _stop_on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    log.info("stopping: received %s", sig.name)
+    stop.set()
+
+
+def _companion_ended(task: asyncio.Task[None]) -> None:
+    """Say at once why the companion (the controllers) ended: the shutdown that follows may take a
+    while, and the error is what the log's reader needs."""
+    if task.cancelled():
+        log.info("the controllers stopped (cancelled)")
+    elif task.exception() is not None:
+        log.error("the controllers stopped: %s", task.exception(), exc_info=task.exception())
+    else:
+        log.error("the controllers stopped without an error; the server stops with them")
 
 
 def _reachable(host: str) -> str:

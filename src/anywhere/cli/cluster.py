@@ -18,12 +18,14 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import importlib
 import logging
 import os
 import re
 import shutil
 import sys
 import time
+import types
 import urllib.parse
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -569,17 +571,20 @@ def _kubeconfig_copy(state: planes.PlaneDir) -> Path:
     return folder / f"{folder.name}-eks-a-cluster.kubeconfig"
 
 
-def start_plane(state: planes.PlaneDir, verbosity: int) -> planes.Plane:
+def start_plane(
+    state: planes.PlaneDir, verbosity: int, *, self_cluster: bool = True, env: dict[str, str] | None = None
+) -> planes.Plane:
     """The plane of a cluster folder, started if down; its kubeconfig copy refreshed."""
     name = state.root.resolve().parent.name
     if planes.running_pid(state) is None:
-        out.print(f"Starting the management plane of {name} (state in {_display(state.root)})")
-    plane = planes.ensure(state, name)
+        what = "management" if self_cluster else "bootstrap"
+        out.print(f"Starting the {what} plane of {name} (state in {_display(state.root)})")
+    plane = planes.ensure(state, name, self_cluster=self_cluster, env=env)
     if plane.started:
         out.print(f"Management plane ready at {plane.url} (pid {plane.pid})")
     if verbosity >= 4:
         err.print(f"management plane: pid {plane.pid}, log {_display(state.log)}", markup=False)
-    if plane.kubeconfig.is_file():
+    if self_cluster and plane.kubeconfig.is_file():
         _write_private(_kubeconfig_copy(state), plane.kubeconfig.read_bytes())
     return plane
 
@@ -1264,6 +1269,8 @@ def create_cluster(
         spec = read_spec(file, timeouts, for_create=True)
         if kubeconfig is not None or spec.managed_by_other:
             _create_workload(spec, kubeconfig, timeouts, verbosity, session)
+        elif _netns().is_netns(spec):
+            _netns().create_self_managed(spec, timeouts, verbosity, session)
         else:
             _create_self_managed(spec, timeouts, verbosity, session)
 
@@ -1369,6 +1376,7 @@ def _create_workload(
     state = plane_of(management_config)
     if state is not None:
         start_plane(state, verbosity)
+    ensure_reachable(management_config)
     folder = Path(name)
     spec_out = folder / f"{name}-eks-a-cluster.yaml"
     kubeconfig_out = folder / f"{name}-eks-a-cluster.kubeconfig"
@@ -1475,6 +1483,8 @@ def target_for(spec: Spec, kubeconfig: Path | None, verbosity: int) -> Target:
         path = kubeconfig
     elif spec.managed_by_other:
         path = management_kubeconfig(spec.explicit_management or "")
+    elif _netns().owns_folder(Path(spec.name)) and not planes.PlaneDir.of(Path(spec.name)).exists():
+        path = Path(spec.name) / f"{spec.name}-eks-a-cluster.kubeconfig"  # it manages itself
     else:
         own = planes.PlaneDir.of(Path(spec.name))
         if not own.exists():
@@ -1486,7 +1496,21 @@ def target_for(spec: Spec, kubeconfig: Path | None, verbosity: int) -> Target:
     state = plane_of(path)
     if state is not None:
         start_plane(state, verbosity)
+    ensure_reachable(path)
     return Target(path, state)
+
+
+def _netns() -> types.ModuleType:
+    """The netns provider's self-managed flow, imported when used (it imports this module)."""
+    return importlib.import_module("anywhere.cli.netns")
+
+
+def ensure_reachable(kubeconfig: Path) -> None:
+    """A netns cluster's own kubeconfig goes through a forwarder on this host: restart it if it
+    stopped, so that commands against a self-managed netns cluster find it."""
+    folder = kubeconfig.resolve().parent
+    if kubeconfig.name == f"{folder.name}-eks-a-cluster.kubeconfig" and _netns().owns_folder(folder):
+        asyncio.run(_netns().ensure_forwarder(folder.name, folder))
 
 
 async def existing_cluster(client: Client, spec: Spec, session: Session) -> Obj:
@@ -1856,6 +1880,9 @@ def delete_cluster(
 def _delete(name: str, spec: Spec | None, kubeconfig: Path | None, verbosity: int, session: Session) -> None:
     folder = Path(name)
     own = planes.PlaneDir.of(folder)
+    if kubeconfig is None and _netns().owns_folder(folder):
+        _netns().delete_self_managed(name, verbosity, session)
+        return
     if kubeconfig is not None:
         path = kubeconfig
     elif own.exists():
@@ -1874,6 +1901,7 @@ def _delete(name: str, spec: Spec | None, kubeconfig: Path | None, verbosity: in
     folder_created = planes.folder_was_created(own)
     if state is not None:
         start_plane(state, verbosity)
+    ensure_reachable(path)
     namespace = spec.namespace if spec is not None else None
     hint = watch_hint(path, name, namespace or "default")
     extra = [(o.kind, o.name) for o in spec.config.objects] if spec is not None else []

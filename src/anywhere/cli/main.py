@@ -214,6 +214,14 @@ def serve(
     etcd_keyfile: Annotated[
         Path | None, typer.Option("--etcd-keyfile", help="The key of --etcd-certfile.")
     ] = None,
+    etcd_auto_sync_interval: Annotated[
+        float,
+        typer.Option(
+            "--etcd-auto-sync-interval",
+            help="With --storage etcd: follow the cluster's membership every this many seconds "
+            "(0: use only --etcd-endpoints), so the server outlives the member it was started with.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Run the Kubernetes-compatible API server until SIGTERM; writes DATA_DIR/admin.kubeconfig.
 
@@ -226,7 +234,15 @@ def serve(
     if self_cluster and not controllers:
         fail("--self-cluster needs --controllers", code=2)
     options = ServeOptions(data_dir, port, host, storage, tuple(san or ()), reuse_port=reuse_port)
-    _etcd_options(options, etcd_endpoints, etcd_prefix, etcd_cafile, etcd_certfile, etcd_keyfile)
+    _etcd_options(
+        options,
+        etcd_endpoints,
+        etcd_prefix,
+        etcd_cafile,
+        etcd_certfile,
+        etcd_keyfile,
+        etcd_auto_sync_interval,
+    )
     _security_options(options, encryption_provider_config, audit_policy_file, audit_log_path)
     _auth_options(options, token_auth_file, anonymous_auth)
     if controllers:
@@ -236,6 +252,36 @@ def serve(
     raise typer.Exit(main(options))
 
 
+@app.command()
+def controllers(
+    kubeconfig: Annotated[
+        Path, typer.Option("--kubeconfig", help="An admin kubeconfig of the API the controllers manage.")
+    ],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where providers keep local state.")] = Path(
+        "anywhere-controllers"
+    ),
+    self_cluster: Annotated[
+        str | None,
+        typer.Option("--self-cluster", help="The cluster whose own API this is (a self-managed cluster)."),
+    ] = None,
+    identity: Annotated[
+        str | None, typer.Option("--identity", help="This candidate's name in the leader election.")
+    ] = None,
+) -> None:
+    """Run the lifecycle controllers against an existing API until SIGTERM (leader-elected).
+
+    How a self-managed cluster manages itself: each of its control plane machines runs this against
+    the cluster's own API, and one of them leads."""
+    from anywhere.controllers import plane
+    from anywhere.runtime import KubeConfigError, load_kubeconfig
+
+    try:
+        load_kubeconfig(kubeconfig)
+    except (KubeConfigError, OSError) as exc:
+        fail(f"--kubeconfig {kubeconfig}: {exc}", code=2)
+    raise typer.Exit(plane.main(kubeconfig, data_dir, self_cluster=self_cluster, identity=identity))
+
+
 def _etcd_options(
     options: ServeOptions,
     endpoints: str | None,
@@ -243,11 +289,12 @@ def _etcd_options(
     cafile: Path | None,
     certfile: Path | None,
     keyfile: Path | None,
+    auto_sync_interval: float,
 ) -> None:
     """Check the --etcd-* options against --storage before anything starts."""
     from anywhere.storage.etcd import parse_endpoints
 
-    etcd_flags = endpoints is not None or cafile or certfile or keyfile
+    etcd_flags = endpoints is not None or cafile or certfile or keyfile or auto_sync_interval
     if options.storage not in ("sqlite", "etcd"):
         fail(f"--storage {options.storage!r} is not a storage backend; use sqlite or etcd", code=2)
     if options.storage != "etcd":
@@ -267,6 +314,9 @@ def _etcd_options(
     for flag, path in (("--etcd-cafile", cafile), ("--etcd-certfile", certfile), ("--etcd-keyfile", keyfile)):
         if path is not None and not path.is_file():
             fail(f"{flag} {path}: no such file", code=2)
+    if auto_sync_interval < 0:
+        fail(f"--etcd-auto-sync-interval {auto_sync_interval:g}: give 0 (off) or a number of seconds", code=2)
+    options.etcd_auto_sync_interval = auto_sync_interval
     options.etcd_prefix = prefix
     options.etcd_cafile, options.etcd_certfile, options.etcd_keyfile = cafile, certfile, keyfile
 

@@ -141,8 +141,10 @@ def _locked(state: PlaneDir) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def command(state: PlaneDir, cluster: str) -> list[str]:
-    """How the plane is run: the API server and every controller in one process."""
+def command(state: PlaneDir, cluster: str, *, self_cluster: bool = True) -> list[str]:
+    """How the plane is run: the API server and every controller in one process. ``self_cluster``:
+    the plane is the cluster's own API (sim); else it is a bootstrap plane that creates the cluster
+    elsewhere (netns) and has no cluster of its own."""
     argv = [
         sys.executable,
         "-m",
@@ -155,25 +157,34 @@ def command(state: PlaneDir, cluster: str) -> list[str]:
         "--reuse-port",
     ]
     if os.environ.get(CONTROLLERS_ENV, "1") != "0":
-        argv += ["--controllers", "--self-cluster", cluster]
+        argv += ["--controllers", *(["--self-cluster", cluster] if self_cluster else [])]
     return argv
 
 
-def ensure(state: PlaneDir, cluster: str, *, timeout: float = START_TIMEOUT) -> Plane:
-    """The folder's plane, started (detached) if it is not running, once it answers."""
+def ensure(
+    state: PlaneDir,
+    cluster: str,
+    *,
+    timeout: float = START_TIMEOUT,
+    self_cluster: bool = True,
+    env: dict[str, str] | None = None,
+) -> Plane:
+    """The folder's plane, started (detached) if it is not running, once it answers. ``env`` is
+    added to the plane's environment (provider settings)."""
     with _locked(state):
         pid = running_pid(state)
         if pid is not None:
             return Plane(pid, server_url(state.kubeconfig), state.kubeconfig, started=False)
-        return _start(state, cluster, timeout)
+        return _start(state, command(state, cluster, self_cluster=self_cluster), timeout, env)
 
 
-def _start(state: PlaneDir, cluster: str, timeout: float) -> Plane:
+def _start(state: PlaneDir, argv: list[str], timeout: float, env: dict[str, str] | None) -> Plane:
     state.root.mkdir(parents=True, exist_ok=True)
     with open(state.log, "ab") as log:
         offset = log.tell()
         process = subprocess.Popen(
-            command(state, cluster),
+            argv,
+            env={**os.environ, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -7,12 +7,16 @@ warm caches, and takes over when the Lease expires.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from anywhere._forking import keep_signals_in_this_process
 from anywhere.controllers.context import Context
 from anywhere.controllers.remote import ClusterCache, Dialer
 from anywhere.controllers.resources import NAMESPACES, SYSTEM_NAMESPACE
@@ -27,7 +31,7 @@ from anywhere.runtime import (
     SocketFactory,
 )
 
-__all__ = ["LEASE_NAME", "all_controllers", "provider_dialer", "run"]
+__all__ = ["LEASE_NAME", "all_controllers", "main", "provider_dialer", "run"]
 
 log = logging.getLogger("anywhere.controllers.plane")
 LEASE_NAME: Final = "anywhere-controller-manager"
@@ -122,3 +126,25 @@ async def run(
                 await provider.close(ctx)
         await clusters.close()
         await manager.close()
+
+
+def main(kubeconfig: Path, data_dir: Path, *, self_cluster: str | None, identity: str | None) -> int:
+    """Run the controllers against an existing API until SIGTERM or SIGINT (``anywhere controllers``:
+    a self-managed cluster's own management, on each of its control plane machines). On a signal
+    the leader releases its Lease, so another candidate takes over at once."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+    async def until_signalled() -> None:
+        task = asyncio.create_task(run(kubeconfig, data_dir, self_cluster=self_cluster, identity=identity))
+        loop = asyncio.get_running_loop()
+        keep_signals_in_this_process()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(until_signalled())
+    return 0

@@ -8,10 +8,13 @@
 - :class:`Controller`: level-triggered ``reconcile(key) -> Result`` over watched resources.
 - :class:`LeaderElector` / :func:`elect`: leader election on a Lease.
 - :class:`Manager`: controllers sharing informers, run only while leading.
+- :func:`set_keepalive`: the TCP keepalive every client connection has (a quiet watch notices a
+  server that vanished).
 
 Everything is asyncio; nothing blocks the loop after construction.
 """
 
+from anywhere.runtime._keepalive import set_keepalive
 from anywhere.runtime.client import (
     CONFIGMAPS,
     LEASES,
@@ -95,5 +98,6 @@ __all__ = [
     "load_kubeconfig",
     "object_key",
     "parse_kubeconfig",
+    "set_keepalive",
     "split_key",
 ]

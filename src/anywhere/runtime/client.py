@@ -25,6 +25,7 @@ import aiohttp
 import orjson
 
 from anywhere import __version__
+from anywhere.runtime._keepalive import set_keepalive
 from anywhere.runtime._kubeconfig import KubeConfig, KubeConfigError, load_kubeconfig, parse_kubeconfig
 
 __all__ = [
@@ -258,10 +259,19 @@ class Client:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
                 ssl=self._ssl if self._ssl is not None else True,
-                socket_factory=self._socket_factory,
+                socket_factory=self._make_socket,
             )
             self._http = aiohttp.ClientSession(self.config.server, connector=connector, headers=self._headers)
         return self._http
+
+    def _make_socket(self, addr_info: tuple[int, int, int, str, tuple[Any, ...]]) -> socket.socket:
+        family, type_, proto, _, _ = addr_info
+        sock = (
+            self._socket_factory(addr_info) if self._socket_factory else socket.socket(family, type_, proto)
+        )
+        if type_ == socket.SOCK_STREAM:
+            set_keepalive(sock)  # so that a watch notices a server that vanished (see _keepalive)
+        return sock
 
     async def close(self) -> None:
         if self._http is not None:

@@ -250,14 +250,43 @@ class Gateway:
     def describe(self) -> str:
         return ", ".join(self.endpoints)
 
-    def _rotate(self, failed: int) -> None:
-        if self._preferred == failed:
-            self._preferred = (failed + 1) % len(self.endpoints)
-
     def avoid(self, endpoint: str) -> None:
-        """Prefer another member from now on, if ``endpoint`` is the preferred one (it stopped answering)."""
-        with contextlib.suppress(ValueError):
-            self._rotate(self.endpoints.index(endpoint))
+        """Prefer another member from now on, if ``endpoint`` is the preferred one (it stopped
+        answering). By URL, not position: the endpoints change when the membership is synced."""
+        if self.endpoints[self._preferred] == endpoint:
+            self._preferred = (self._preferred + 1) % len(self.endpoints)
+
+    async def sync_members(self) -> bool:
+        """Follow the cluster's membership: the voting members' client URLs become the endpoints.
+
+        What etcd's own client does with ``AutoSyncInterval``: a client given only its machine's
+        member learns the others, so that when that member is removed (a rolling replacement)
+        requests go to the remaining ones instead of failing. Known endpoints keep their order (the
+        configured first one stays preferred while it is a member); learners are left out (they
+        serve no client requests). True when the endpoints changed; an unreadable membership
+        changes nothing.
+        """
+        try:
+            answer = await self.call("cluster/member/list", {})
+        except (EtcdError, Unavailable):
+            return False
+        voters = [
+            url
+            for member in answer.get("members") or ()
+            if not member.get("isLearner")
+            for url in member.get("clientURLs") or ()
+        ]
+        if not voters:
+            return False
+        current = self.endpoints[self._preferred]
+        endpoints = [e for e in self.endpoints if e in voters] + [
+            u for u in voters if u not in self.endpoints
+        ]
+        if endpoints == self.endpoints:
+            return False
+        self.endpoints = endpoints
+        self._preferred = endpoints.index(current) if current in endpoints else 0
+        return True
 
     async def ping(self, endpoint: str) -> bool:
         """Whether the member at ``endpoint`` answers at all within half the timeout (errors count).
@@ -287,8 +316,7 @@ class Gateway:
         failures: dict[str, str] = {}
         refused = 0
         while True:
-            index = self._preferred
-            endpoint = self.endpoints[index]
+            endpoint = self.endpoints[self._preferred]
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise Unavailable(_summary("no etcd member answered in time", failures, self.timeout))
@@ -298,7 +326,7 @@ class Gateway:
                 return await self._post(endpoint, method, data, budget)
             except _NotSent as exc:
                 failures[endpoint] = str(exc)
-                self._rotate(index)
+                self.avoid(endpoint)
                 refused += 1
                 if refused % len(self.endpoints) == 0:
                     # Every member refused: that is a definite answer (nothing listens), so give up
@@ -308,7 +336,7 @@ class Gateway:
                     await asyncio.sleep(min(0.1 * refused / len(self.endpoints), remaining))
             except _NoAnswer as exc:
                 failures[endpoint] = str(exc)
-                self._rotate(index)  # a frozen member: the next call goes elsewhere
+                self.avoid(endpoint)  # a frozen member: the next call goes elsewhere
                 if write:
                     raise Unavailable(
                         f"etcd at {endpoint} did not answer ({exc}); the write may or may not have "
@@ -317,10 +345,10 @@ class Gateway:
             except EtcdError as exc:
                 if not (exc.not_applied if write else exc.transient):
                     if exc.transient:
-                        self._rotate(index)  # a sick member: the caller's next attempt goes elsewhere
+                        self.avoid(endpoint)  # a sick member: the caller's next attempt goes elsewhere
                     raise
                 failures[endpoint] = exc.message
-                self._rotate(index)
+                self.avoid(endpoint)
                 await asyncio.sleep(min(0.05, remaining))
 
     async def _post(self, endpoint: str, method: str, data: bytes, remaining: float) -> Json:
@@ -334,8 +362,7 @@ class Gateway:
         failures: dict[str, str] = {}
         attempts = 0
         while True:
-            index = self._preferred
-            endpoint = self.endpoints[index]
+            endpoint = self.endpoints[self._preferred]
             remaining = deadline - loop.time()
             if remaining <= 0 or attempts >= 3 * len(self.endpoints):
                 raise Unavailable(_summary("cannot open a watch on etcd", failures, self.timeout))
@@ -343,7 +370,7 @@ class Gateway:
                 return await self._open(endpoint, data, remaining)
             except (_NotSent, _NoAnswer, StreamBroken) as exc:
                 failures[endpoint] = str(exc)
-                self._rotate(index)
+                self.avoid(endpoint)
                 attempts += 1
                 if attempts % len(self.endpoints) == 0:
                     await asyncio.sleep(min(0.1 * attempts / len(self.endpoints), remaining))

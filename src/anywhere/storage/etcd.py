@@ -83,7 +83,9 @@ class _MissingPrevious(Exception):
 class EtcdStorage(Storage):
     """See the module docstring. Create with :meth:`open`."""
 
-    def __init__(self, gateway: Gateway, prefix: str, revision: int) -> None:
+    def __init__(
+        self, gateway: Gateway, prefix: str, revision: int, *, auto_sync_interval: float | None = None
+    ) -> None:
         self._gateway = gateway
         self._base = prefix.rstrip("/")
         self._root = (self._base + "/").encode()
@@ -96,6 +98,11 @@ class EtcdStorage(Storage):
         self._first_rv = revision  # the hub has every event after this revision
         self.hub = WatchHub(revision, self._history)
         self._follower = asyncio.create_task(self._follow_root(), name="etcd-follow")
+        self._syncer = (
+            asyncio.create_task(self._sync_members(auto_sync_interval), name="etcd-sync-members")
+            if auto_sync_interval
+            else None
+        )
 
     @classmethod
     async def open(
@@ -107,11 +114,14 @@ class EtcdStorage(Storage):
         cert_file: str | Path | None = None,
         key_file: str | Path | None = None,
         timeout: float = REQUEST_TIMEOUT,
+        auto_sync_interval: float | None = None,
     ) -> EtcdStorage:
         """Connect to etcd at ``endpoints`` (URLs); Unavailable when no member answers.
 
         ValueError names a bad argument (an endpoint that is not a URL, a prefix without a leading
         slash); the TLS files authenticate this client to etcd and etcd to it, for https endpoints.
+        With ``auto_sync_interval`` (seconds) the store follows the cluster's membership (at once,
+        then at that interval), as etcd's client does: the endpoints given are where to start.
         """
         urls = parse_endpoints(endpoints)
         if not prefix.startswith("/"):
@@ -130,7 +140,20 @@ class EtcdStorage(Storage):
         except BaseException:
             await gateway.close()
             raise
-        return cls(gateway, prefix, _revision_of(answer))
+        if auto_sync_interval:
+            await gateway.sync_members()
+        return cls(gateway, prefix, _revision_of(answer), auto_sync_interval=auto_sync_interval)
+
+    async def _sync_members(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if await self._gateway.sync_members():
+                log.info("etcd members now at %s", self._gateway.describe())
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The members' client URLs this store uses (the preferred first while it answers)."""
+        return list(self._gateway.endpoints)
 
     # ---- keys --------------------------------------------------------------------------------
 
@@ -533,9 +556,11 @@ class EtcdStorage(Storage):
         if self._closed:
             return
         self._closed = True
-        self._follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._follower
+        for task in (self._follower, self._syncer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for watch in tuple(self._direct):
             watch.end("the store is closing")
         self.hub.close_all("the store is closing")

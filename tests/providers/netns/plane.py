@@ -20,6 +20,7 @@ import yaml
 from anywhere.api import dump_config
 from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.api.generate import generate_config
+from anywhere.api.v1alpha1.cluster import ManagementCluster
 from anywhere.api.v1alpha1.sim import IPRange
 from anywhere.controllers.context import Context
 from anywhere.controllers.plane import provider_dialer
@@ -75,12 +76,22 @@ async def context(
 
 
 def cluster_documents(
-    name: str, control_planes: int, workers: int = 1, version: str = "1.33", vip: str = VIP
+    name: str,
+    control_planes: int,
+    workers: int = 1,
+    version: str = "1.33",
+    vip: str = VIP,
+    *,
+    self_managed: bool = False,
 ) -> list[Obj]:
     """A netns cluster of ``control_planes`` control plane machines and ``workers`` workers (one
-    group), on the tests' subnet, as `anywhere generate clusterconfig` writes one."""
+    group), on the tests' subnet, as `anywhere generate clusterconfig` writes one. The plane of
+    these tests plays a management cluster, so the cluster is its workload cluster unless
+    ``self_managed`` (which runs the lifecycle controllers on the control plane machines too)."""
     config = generate_config(name, "netns", version)
     spec = config.cluster.spec
+    if not self_managed:
+        spec.management_cluster = ManagementCluster(name="mgmt")
     assert spec.control_plane_configuration is not None
     assert spec.control_plane_configuration.endpoint is not None
     spec.control_plane_configuration.count = control_planes

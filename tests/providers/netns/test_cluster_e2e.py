@@ -10,9 +10,9 @@ creating it is most of the cost: (a) Ready, 5 Ready nodes with DHCP addresses; (
 every process of the machine holding the VIP: the VIP moves and kubectl keeps working; (c) kill -9
 of one etcd member (not the leader's, nor the VIP holder's): writes keep succeeding; (d) delete:
 nothing is left. (e), a rolling upgrade 1.33 -> 1.34 under a 10 Hz read probe through the VIP, is
-a test of its own that runs only with ANYWHERE_NETNS_UPGRADE_TEST=1: it takes minutes and does not
-complete reliably yet. Failover time and failed probe requests are printed (``-s`` shows them),
-not asserted: they are figures of this machine (bench/netns.py measures them).
+a test of its own (3+1: a fourth worker would add time, not coverage). Failover time and failed
+probe requests are printed (``-s`` shows them), not asserted: they are figures of this machine
+(bench/netns.py measures them); the probe's failures must be slow answers, never errors.
 """
 
 from __future__ import annotations
@@ -22,14 +22,11 @@ import base64
 import contextlib
 import ipaddress
 import json
-import os
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from anywhere.api.capi import CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL
 from anywhere.controllers.context import Context
@@ -71,7 +68,6 @@ Obj = dict[str, Any]
 
 CONTROL_PLANES = 3
 WORKERS = 2
-UPGRADE_ENV = "ANYWHERE_NETNS_UPGRADE_TEST"
 VIP_ADDRESS = ipaddress.IPv4Interface(f"{VIP}/32")
 
 
@@ -244,15 +240,14 @@ async def test_an_ha_cluster_serves_through_the_vip_survives_faults_and_leaves_n
         await delete_cluster_and_check_nothing_is_left(client, namespace, name, state_dir)
 
 
-@pytest.mark.skipif(
-    os.environ.get(UPGRADE_ENV) != "1",
-    reason=f"the rolling upgrade takes minutes and does not complete reliably yet; {UPGRADE_ENV}=1 runs it",
-)
 async def test_a_rolling_upgrade_keeps_serving_reads_through_the_vip(
     context: Context, client: Client, namespace: str, state_dir: Path, tmp_path: Path
 ) -> None:
-    """(e) 1.33 -> 1.34 on 3 control plane machines + 1 worker under a 10 Hz read probe; the failed
-    reads (after one client retry) are printed."""
+    """(e) 1.33 -> 1.34 on 3 control plane machines + 1 worker under a 10 Hz read probe. Reads that
+    fail after one client retry are printed; only a slow answer (this machine stalls) may be among
+    them, never a refused connection or an error: the VIP is handed over before its holder's API
+    server stops, and each API server serves through the other etcd members once its own member is
+    removed."""
     name = f"up-{namespace[-4:]}"
     total = CONTROL_PLANES + 1
     async with running(context, all_controllers(context)):
@@ -280,11 +275,14 @@ async def test_a_rolling_upgrade_keeps_serving_reads_through_the_vip(
                 await eventually(client, EKSA_CLUSTERS, namespace, cluster_ready(name), timeout=SETTLE)
             finally:
                 stop.set()
-                requests, retried, failed = await probe
+                seen = await probe
                 print(
-                    f"\n(e) upgrade 1.33 -> 1.34 in {time.monotonic() - started:.1f}s; probe: {requests} "
-                    f"requests, {retried} retried, {failed} failed after one retry"
+                    f"\n(e) upgrade 1.33 -> 1.34 in {time.monotonic() - started:.1f}s; probe: {seen.requests} "
+                    f"requests, {seen.retried} retried, {seen.failed} failed after one retry"
+                    + "".join(f"\n    {error}" for error in seen.errors)
                 )
+            assert seen.requests > 0
+            assert all("no answer within" in error for error in seen.errors), seen.errors
             assert all(fabric.spec.in_range(a) for a in internal_ips(after))  # the new machines' leases
             view = await PROVIDER.etcd_admin(context).view(SYSTEM_NAMESPACE, name)
             assert len(view.voters) == CONTROL_PLANES

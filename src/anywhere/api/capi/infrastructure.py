@@ -134,13 +134,19 @@ class SimMachineTemplate(InfrastructureObject):
 
 class NetnsClusterSpec(InfraClusterSpec):
     """The fabric a cluster's machines hang off (from its NetnsDatacenterConfig: the bridge, its
-    subnet, gateway and DHCP range) and the control plane VIP the user chose."""
+    subnet, gateway and DHCP range) and the control plane VIP the user chose.
+
+    ``selfManaged``: the cluster manages itself (EKS Anywhere's management cluster), so each of its
+    control plane machines runs the lifecycle controllers, leader-elected, against the cluster's
+    own API; they take over once the cluster's objects are moved in from the bootstrap plane.
+    """
 
     bridge_name: str | None = None
     bridge_subnet: str | None = None
     gateway: str | None = None
     dhcp_range: SimIPRange | None = None
     control_plane_vip: str | None = Field(default=None, alias="controlPlaneVIP")
+    self_managed: bool | None = None
 
 
 class NetnsCluster(InfrastructureObject):

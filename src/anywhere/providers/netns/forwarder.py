@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from anywhere.providers.netns._host import netns_path
+from anywhere.runtime import set_keepalive
 
 log = logging.getLogger("anywhere.netns.forwarder")
 BUFFER = 64 * 1024
@@ -67,6 +68,9 @@ async def _serve(listener: socket.socket, target: tuple[str, int]) -> None:
             log.info("cannot reach %s:%d: %s", *target, exc)
             client_writer.close()
             return
+        # A connection to a VIP outlives the machine that held it: the keepalive notices, and the
+        # reset reaches the host's client, which connects again (to the VIP's new holder).
+        set_keepalive(upstream_writer.get_extra_info("socket"))
         await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
 
     server = await asyncio.start_server(connection, sock=listener)

@@ -23,7 +23,8 @@ recorded (in the API or the state folder) before the next depends on it:
    (:meth:`NetnsEtcdAdmin.add_learner`, idempotent by peer URL; its answer is kept on the disk
    before the member starts), started with ``--initial-cluster-state existing``, and promoted once
    it has caught up. Only then (annotation ``netns-etcd-joined``) do its API server
-   (``anywhere serve --storage etcd`` on ``ADDRESS:6443``, backed by its own member) and VIP agent
+   (``anywhere serve --storage etcd`` on ``ADDRESS:6443``, backed by its own member first and by
+   the others it learns from etcd's membership) and VIP agent
    start: a learner serves no clients;
 5. the node agent (every machine), which registers the Node through the VIP;
 6. ``status.ready``. The Machine controller sets ``nodeRef`` when the Node appears.
@@ -86,6 +87,7 @@ from anywhere.providers.netns.etcd_member import CLIENT_PORT, EtcdMember, cluste
 from anywhere.providers.netns.machines import MachineNamespace
 from anywhere.providers.netns.node import provider_id
 from anywhere.providers.netns.provider import (
+    STATE_ENV,
     NetnsClusterEtcd,
     fabric_of,
     internal_ip,
@@ -118,12 +120,22 @@ SUPERVISE: Final = 10.0
 RETRY: Final = 2.0
 DHCP_TIMEOUT: Final = 20.0
 STOP_GRACE: Final = 5.0
+# The order a machine's processes stop in when it is deleted: the VIP agent first, so that it hands
+# the VIP over (SIGTERM: it drops the address and releases the Lease) while this machine's API
+# server still answers whoever reaches it; the API server before the etcd member it reads.
+# The lifecycle controllers of a self-managed cluster go last: the deleting controller may be the
+# one running on this machine, and it is stopped with it (another machine's takes over and finishes).
+SHUTDOWN_ORDER: Final = ("vip", "node", "apiserver", "etcd", "controllers")
+CONTROLLERS_DIR: Final = "controllers"
 
 # The machine's disk, inside its state folder.
 USER_DATA: Final = "user-data"
 VIP_KUBECONFIG: Final = "vip.kubeconfig"
 NODE_KUBECONFIG: Final = "node.kubeconfig"
 APISERVER_DIR: Final = "apiserver"
+# How often a machine's API server re-reads etcd's membership: it starts with its own member and
+# serves through the others when that member is removed before the machine is (a rolling upgrade).
+ETCD_AUTO_SYNC: Final = 5
 ETCD_JOIN_FILE: Final = "etcd-join.json"
 
 _JOIN = re.compile(r"\bkubeadm\s+join\b")
@@ -337,7 +349,9 @@ class NetnsMachineController(Controller):
             )
             if not _true(annotations_of(obj).get(ETCD_JOINED_ANNOTATION)):
                 return Result(requeue_after=RETRY)
-            await self._control_plane(machine, netns_cluster, namespace, name, address, vip, kubeconfig)
+            await self._control_plane(
+                machine, netns_cluster, namespace, name, cluster_name, address, vip, kubeconfig
+            )
 
         # 5. the node agent
         version = _kubelet_version(str(owner_spec.get("version") or ""))
@@ -383,10 +397,12 @@ class NetnsMachineController(Controller):
                 raise _Wait("WaitingForSecret", f"waiting for Secret {name}") from None
         return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
-    async def _process(self, machine: MachineNamespace, name: str, argv: list[str]) -> None:
+    async def _process(
+        self, machine: MachineNamespace, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> None:
         try:
             # Shielded: a cancelled reconcile must not lose the record of a process it started.
-            await asyncio.shield(machine.processes.ensure(name, argv))
+            await asyncio.shield(machine.processes.ensure(name, argv, env=env))
         except NetnsError as exc:
             raise _Wait("ProcessFailed", f"cannot start {name}: {exc}", WARNING) from None
 
@@ -494,6 +510,7 @@ class NetnsMachineController(Controller):
         netns_cluster: Obj,
         namespace: str,
         name: str,
+        cluster: str,
         address: str,
         vip: str,
         kubeconfig: bytes,
@@ -519,6 +536,7 @@ class NetnsMachineController(Controller):
                 "--data-dir", str(data_dir),
                 "--storage", "etcd",
                 "--etcd-endpoints", f"http://{address}:{CLIENT_PORT}",
+                "--etcd-auto-sync-interval", str(ETCD_AUTO_SYNC),
                 "--host", "0.0.0.0",
                 "--port", str(API_PORT),
                 "--san", vip,
@@ -535,6 +553,21 @@ class NetnsMachineController(Controller):
                 "--identity", name,
             ],
         )  # fmt: skip
+        if (netns_cluster.get("spec") or {}).get("selfManaged"):
+            # The cluster's own lifecycle controllers (a self-managed cluster), against the API
+            # server of this machine, leader-elected with the other control plane machines'.
+            await self._process(
+                machine,
+                "controllers",
+                [
+                    sys.executable, "-m", "anywhere", "controllers",
+                    "--kubeconfig", str(machine.folder / VIP_KUBECONFIG),
+                    "--data-dir", str(machine.folder / CONTROLLERS_DIR),
+                    "--self-cluster", cluster,
+                    "--identity", name,
+                ],
+                env={STATE_ENV: str(self.state.resolve())},
+            )  # fmt: skip
 
     async def _fail(self, obj: Obj, message: str) -> None:
         status = copy.deepcopy(obj.get("status") or {})
@@ -565,6 +598,8 @@ class NetnsMachineController(Controller):
         if machine is not None:
             if control_plane and not going:
                 await self._leave_etcd(namespace, cluster, name)
+            for process in SHUTDOWN_ORDER:
+                await machine.processes.stop(process, STOP_GRACE)
             await machine.processes.stop_all(STOP_GRACE)
             await machine.destroy()
             log.info("machine %s/%s: removed (namespace %s)", namespace, name, machine.namespace)

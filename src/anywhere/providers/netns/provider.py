@@ -193,6 +193,8 @@ class NetnsProvider:
             "gateway": network.gateway,
             "dhcpRange": network.dhcp_range.to_dict() if network.dhcp_range is not None else None,
             "controlPlaneVIP": control_plane_host(cluster),
+            "selfManaged": cluster.spec.management_cluster is None
+            or cluster.spec.management_cluster.name in (None, cluster.name),
         }
         return {key: value for key, value in spec.items() if value}
 
