@@ -21,7 +21,10 @@ Printed (wall-clock; nothing here asserts a time):
 - unless ``--no-upgrade``: a rolling upgrade 1.33 -> 1.34 of the 3+2 cluster (its duration, until
   every Node reports v1.34 and is Ready) under a 10 Hz read probe of the Nodes through the VIP,
   with the requests that failed after one client retry (target 0);
-- delete time of each cluster.
+- delete time of each cluster;
+- a self-managed 1+1 cluster through the CLI: ``anywhere create cluster`` (bootstrap plane, machines,
+  move into the cluster, its own controllers leading, bootstrap plane gone) and ``anywhere delete
+  cluster`` (move back, delete, nothing left).
 
 Each figure is also given as a ratio to the baseline per machine, so that it reads the same on a
 slower or busier host.
@@ -51,6 +54,7 @@ import yaml
 from anywhere.api import dump_config
 from anywhere.api.capi import CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL
 from anywhere.api.generate import generate_config
+from anywhere.api.v1alpha1.cluster import ManagementCluster
 from anywhere.api.v1alpha1.sim import IPRange
 from anywhere.controllers.context import Context
 from anywhere.controllers.plane import all_controllers, provider_dialer
@@ -111,9 +115,11 @@ def stop(process: subprocess.Popen[str]) -> None:
             process.wait(timeout=10)
 
 
-def documents(name: str, control_planes: int, workers: int) -> list[Obj]:
+def documents(name: str, control_planes: int, workers: int, *, self_managed: bool = False) -> list[Obj]:
     config = generate_config(name, "netns", "1.33")
     spec = config.cluster.spec
+    if not self_managed:
+        spec.management_cluster = ManagementCluster(name="mgmt")  # this bench's plane manages it
     assert spec.control_plane_configuration is not None
     assert spec.control_plane_configuration.endpoint is not None
     spec.control_plane_configuration.count = control_planes
@@ -364,6 +370,7 @@ async def run(options: argparse.Namespace, folder: Path) -> None:
                         sep="\n  ",
                     )
             print(f"delete 3+2: {await bench.delete('b32'):.1f}s")
+        await self_managed_through_the_cli(folder / "cli", per_machine)
     finally:
         scope = scope_id(state)
         await cleanup_all(state)
@@ -371,6 +378,37 @@ async def run(options: argparse.Namespace, folder: Path) -> None:
         stop(api)
         if left:
             print("left behind (a bug):", *left, sep="\n  ")
+
+
+async def self_managed_through_the_cli(folder: Path, per_machine: float) -> None:
+    """`anywhere create cluster` of a self-managed 1+1 cluster (bootstrap plane, machines, move into
+    the cluster, its own controllers leading, bootstrap plane stopped) and `anywhere delete cluster`
+    (move back, delete, nothing left), as a user runs them."""
+    folder.mkdir()
+    spec = folder / "s11.yaml"
+    spec.write_text(yaml.safe_dump_all(documents("s11", 1, 1, self_managed=True)))
+    env = {k: v for k, v in os.environ.items() if k not in (STATE_ENV, "KUBECONFIG")}
+    try:
+        for verb, args in (("create", ["-f", spec.name]), ("delete", ["s11"])):
+            started = time.monotonic()
+            result = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "anywhere", verb, "cluster", *args],
+                cwd=folder,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            took = time.monotonic() - started
+            if result.returncode != 0:
+                print(f"self-managed 1+1 through the CLI: {verb} FAILED: {result.stderr.strip()}")
+                return
+            print(
+                f"self-managed 1+1 through the CLI: {verb} {took:.1f}s ({took / per_machine:.0f}x a bare machine)"
+            )
+    finally:
+        await cleanup_all(folder / "s11" / "netns")
 
 
 def main() -> int:
