@@ -662,6 +662,8 @@ class Snapshot:
     failure: str | None
     deleting: bool
     machines: int
+    machine_failures: tuple[tuple[str, str], ...] = ()
+    """(machine, failureMessage) of the machines that failed (a boot that timed out, no address)."""
 
 
 def _desired(cluster: Obj) -> tuple[int, dict[str, tuple[int, int | None]]]:
@@ -729,6 +731,13 @@ def snapshot(cluster: Obj, machines: Iterable[Obj]) -> Snapshot:
         failure=str(status["failureMessage"]) if status.get("failureMessage") else None,
         deleting=bool(_meta(cluster).get("deletionTimestamp")),
         machines=len(machine_list),
+        machine_failures=tuple(
+            sorted(
+                (name_of(m), str((m.get("status") or {}).get("failureMessage")))
+                for m in machine_list
+                if (m.get("status") or {}).get("failureMessage")
+            )
+        ),
     )
 
 
@@ -814,6 +823,12 @@ def changes(before: Snapshot | None, after: Snapshot) -> list[str]:
             lines.append(f"{kind}: {status}" + (f" - {text}" if text and status != "True" else ""))
     if after.failure and (before is None or before.failure != after.failure):
         lines.append(f"Failure: {after.failure}")
+    known = set(before.machine_failures) if before else set()
+    lines += [
+        f"Machine {name} failed: {message}"
+        for name, message in after.machine_failures
+        if (name, message) not in known
+    ]
     return lines
 
 
@@ -1133,6 +1148,10 @@ def _check_deadline(
 
 def _timed_out(goal: Goal, what: str, limit: float, snap: Snapshot | None) -> CommandError:
     problem = first_problem(snap) if snap is not None else "no status read from the API yet"
+    if snap is not None and snap.machine_failures:
+        problem += "".join(
+            f"; machine {name} failed: {message}" for name, message in snap.machine_failures[:3]
+        )
     return CommandError(
         f"timed out after {format_duration(limit)} waiting for {what} of cluster {goal.name} "
         f"({problem}); nothing was undone and the cluster keeps reconciling in the background. "

@@ -77,6 +77,7 @@ from anywhere.providers.netns.hostaccess import (
     write_host_kubeconfig,
 )
 from anywhere.providers.netns.inventory import cleanup_all, leaks, scope_id
+from anywhere.providers.netns.preflight import host_problems
 from anywhere.providers.netns.provider import STATE_ENV
 from anywhere.runtime import LEASES, APIError, Client, NotFoundError, TransportError
 
@@ -111,6 +112,14 @@ def _require_root() -> None:
         )
 
 
+def _require_host_tools() -> None:
+    """The host's tools, checked before anything is made (a missing one would otherwise surface as
+    a fabric that never comes up)."""
+    problems = host_problems()
+    if problems:
+        raise CommandError("this host cannot run netns machines yet", details=problems)
+
+
 class _Paths:
     """Where one netns cluster's files live on the host."""
 
@@ -140,6 +149,7 @@ class _Paths:
 def create_self_managed(spec: Spec, timeouts: Timeouts, verbosity: int, session: Session) -> None:
     """``anywhere create cluster -f FILE`` for a netns cluster without a management cluster."""
     _require_root()
+    _require_host_tools()
     paths = _Paths(spec.name)
     name = spec.name
     command = _command_line("create", spec, None)

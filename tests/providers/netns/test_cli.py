@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,9 +51,17 @@ def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def write_spec(folder: Path, name: str, *, workers: int = 1, vip: str = VIP) -> Path:
+def write_spec(
+    folder: Path, name: str, *, workers: int = 1, vip: str = VIP, dhcp_end: str | None = None, boot: str = ""
+) -> Path:
+    documents = cluster_documents(name, 1, workers, vip=vip, self_managed=True)
+    for document in documents:
+        if document["kind"] == "NetnsDatacenterConfig" and dhcp_end:
+            document["spec"]["dhcpRange"]["end"] = dhcp_end
+        if document["kind"] == "NetnsMachineConfig" and boot:
+            document["spec"]["bootTimeout"] = boot
     path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump_all(cluster_documents(name, 1, workers, vip=vip, self_managed=True)))
+    path.write_text(yaml.safe_dump_all(documents))
     return path
 
 
@@ -209,4 +218,50 @@ def test_without_root_the_cli_says_so(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode != 0
     assert "needs root" in result.stdout + result.stderr, result.stdout + result.stderr
+    assert not (tmp_path / name).exists()
+
+
+async def test_an_exhausted_dhcp_range_is_named_and_delete_leaves_nothing(workdir: Path) -> None:
+    """One address for two machines: the one without a lease fails after its boot timeout, the
+    command says why and ends (its control plane wait), and delete removes everything."""
+    name = "dry1"
+    spec = write_spec(workdir, name, dhcp_end=DHCP_START, boot="15s")
+    created = await asyncio.to_thread(
+        cli, workdir, "create", "cluster", "-f", spec.name, "--control-plane-wait-timeout", "40s"
+    )
+    output = created.stdout + created.stderr
+    assert created.returncode != 0, output
+    assert "is the range exhausted? (1 of the 1 addresses" in output, output
+    assert "Traceback" not in output
+    scope = scope_id(workdir / name / "netns")
+    deleted = await asyncio.to_thread(cli, workdir, "delete", "cluster", name)
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    await asyncio.to_thread(assert_clean, workdir, name, scope)
+
+
+def test_a_host_without_dnsmasq_is_told_what_to_install(tmp_path: Path) -> None:
+    name = "nodns"
+    spec = write_spec(tmp_path, name)
+    bin_dir = tmp_path / "bin"  # the usual tools, but not dnsmasq
+    bin_dir.mkdir()
+    for tool in ("nsenter", "busybox", "ip", "arping", "etcd", "kubectl"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{bin_dir}"}
+    env.pop("KUBECONFIG", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "anywhere", "create", "cluster", "-f", spec.name],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "dnsmasq is not installed" in output, output
+    assert "apt-get install dnsmasq-base" in output, output
+    assert "Traceback" not in output
     assert not (tmp_path / name).exists()

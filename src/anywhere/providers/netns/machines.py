@@ -294,7 +294,7 @@ class MachineNamespace:
             )
         spec = self.fabric.spec
         raise DhcpTimeoutError(
-            f"no DHCP lease within {timeout:g}s on {spec.bridge}: is the range exhausted? "
+            f"no DHCP lease within {timeout:.0f}s on {spec.bridge}: is the range exhausted? "
             f"({len(self.fabric.leases())} of the {spec.range_size} addresses of "
             f"{spec.range_start}-{spec.range_end} are leased)"
         )

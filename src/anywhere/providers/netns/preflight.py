@@ -14,7 +14,7 @@ import ipaddress
 from anywhere.providers.netns._host import NetnsError, in_netns, run, tool
 from anywhere.providers.netns.fabric import Fabric
 
-__all__ = ["VipError", "check_vip", "vip_problems"]
+__all__ = ["HOST_TOOLS", "VipError", "check_vip", "host_problems", "vip_problems"]
 
 _ARPING_PROBES = 2
 _ARPING_DEADLINE_S = 1
@@ -42,6 +42,22 @@ def _static_problems(fabric: Fabric, vip: ipaddress.IPv4Address) -> list[str]:
             f"{spec.bridge}: dnsmasq could lease it to a machine; {advice}"
         ]
     return []
+
+
+HOST_TOOLS = ("nsenter", "dnsmasq", "busybox", "ip", "arping")
+"""What the host needs to run netns machines: entering namespaces, DHCP server and client, the DHCP
+client's script (ip), and the VIP's gratuitous ARP."""
+
+
+def host_problems() -> list[str]:
+    """What this host lacks for netns machines (one line each, naming the package to install)."""
+    problems = []
+    for name in HOST_TOOLS:
+        try:
+            tool(name)
+        except NetnsError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 async def answers_arp(fabric: Fabric, address: ipaddress.IPv4Address) -> bool:
