@@ -559,7 +559,11 @@ def plane_of(kubeconfig: Path) -> planes.PlaneDir | None:
     """The local management plane a kubeconfig belongs to, if it is one of ours: the copy
     ``NAME/NAME-eks-a-cluster.kubeconfig`` or the plane's own ``NAME/.anywhere/admin.kubeconfig``."""
     folder = kubeconfig.resolve().parent
-    if kubeconfig.name == f"{folder.name}-eks-a-cluster.kubeconfig" and (folder / planes.STATE_DIR).is_dir():
+    if (
+        kubeconfig.name == f"{folder.name}-eks-a-cluster.kubeconfig"
+        and (folder / planes.STATE_DIR).is_dir()
+        and not _netns().owns_folder(folder)  # a netns cluster's kubeconfig is the cluster's own
+    ):
         return planes.PlaneDir.of(folder)
     if kubeconfig.name == "admin.kubeconfig" and folder.name == planes.STATE_DIR:
         return planes.PlaneDir(folder)
@@ -1296,13 +1300,10 @@ def create_cluster(
     run_command(session, body)
 
 
-def _create_self_managed(spec: Spec, timeouts: Timeouts, verbosity: int, session: Session) -> None:
-    name = spec.name
-    folder = Path(name)
-    state = planes.PlaneDir.of(folder)
-    kubeconfig_out = folder / f"{name}-eks-a-cluster.kubeconfig"
-    spec_out = folder / f"{name}-eks-a-cluster.yaml"
-    command = _command_line("create", spec, None)
+def prepare_cluster_folder(name: str, state: planes.PlaneDir, kubeconfig_out: Path) -> bool:
+    """Check that NAME/ can take a new self-managed cluster, or holds one being created (resumed:
+    True); make its plane folder, remembering whether create made NAME/ itself."""
+    folder = state.root.parent
     if folder.exists() and not folder.is_dir():
         raise CommandError(f"{folder} exists and is not a folder; the cluster's files go in {name}/: move it")
     resume = state.exists()
@@ -1311,7 +1312,20 @@ def _create_self_managed(spec: Spec, timeouts: Timeouts, verbosity: int, session
             f"old cluster config file exists under {name}/ ({kubeconfig_out}), please use a different "
             "clusterName to proceed, or move that folder away"
         )
-    if resume:
+    folder_created = not folder.exists()
+    state.root.mkdir(parents=True, exist_ok=True)
+    planes.record_created(state, folder_created=folder_created)
+    return resume
+
+
+def _create_self_managed(spec: Spec, timeouts: Timeouts, verbosity: int, session: Session) -> None:
+    name = spec.name
+    folder = Path(name)
+    state = planes.PlaneDir.of(folder)
+    kubeconfig_out = folder / f"{name}-eks-a-cluster.kubeconfig"
+    spec_out = folder / f"{name}-eks-a-cluster.yaml"
+    command = _command_line("create", spec, None)
+    if prepare_cluster_folder(name, state, kubeconfig_out):
         out.print(
             f"Resuming the creation of cluster {name}: {_display(state.root)} exists from an earlier run "
             "(starting its management plane if it is down, applying the file again, waiting)"
@@ -1320,9 +1334,6 @@ def _create_self_managed(spec: Spec, timeouts: Timeouts, verbosity: int, session
         out.print(
             f"Creating self-managed cluster {name} (management plane state in {name}/{planes.STATE_DIR})"
         )
-    folder_created = not folder.exists()
-    state.root.mkdir(parents=True, exist_ok=True)
-    planes.record_created(state, folder_created=folder_created)
     session.on_interrupt = lambda: (
         "interrupted before anything was applied; the management plane may be running. "
         f"Run `{command}` again to resume, or `anywhere delete cluster {name}` to remove {name}/."
@@ -1410,7 +1421,7 @@ def _create_workload(
         command=_command_line("create", spec, kubeconfig),
     )
 
-    async def flow() -> bytes:
+    async def flow() -> None:
         async with connect(management_config, session, verbosity) as client:
             management = await resolve_management(client, spec, session.api)
             spec.config.cluster.spec.management_cluster = ManagementCluster(name=management)
@@ -1437,10 +1448,13 @@ def _create_workload(
                     f"Creating workload cluster {name} through management cluster {management} ({session.api})"
                 )
             await apply_and_wait(client, rollout, existing)
-            return await workload_kubeconfig(client, name)
+            data = await workload_kubeconfig(client, name)
+            if not await _netns().write_workload_access(
+                client, management_config, name, data, kubeconfig_out
+            ):
+                _write_private(kubeconfig_out, data)
 
-    data = asyncio.run(flow())
-    _write_private(kubeconfig_out, data)
+    asyncio.run(flow())
     out.print(f"Cluster {name} is ready")
     out.print(
         f"Kubeconfig: {_display(kubeconfig_out)}  (e.g. kubectl --kubeconfig {_display(kubeconfig_out)} get nodes)"
@@ -1960,6 +1974,7 @@ def _delete(name: str, spec: Spec | None, kubeconfig: Path | None, verbosity: in
             out.print(f"Stopped the management plane (pid {pid})")
         _remove_folder(folder, own, folder_created)
     elif not own.exists():
+        asyncio.run(_netns().forget_workload_access(path, name))
         for leftover in (folder / f"{name}-eks-a-cluster.kubeconfig", folder / f"{name}-eks-a-cluster.yaml"):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()

@@ -57,6 +57,7 @@ from anywhere.cli.cluster import (
     namespace_of,
     out,
     plane_watchdog,
+    prepare_cluster_folder,
     progress_display,
     start_plane,
     wait_until_ready,
@@ -81,7 +82,15 @@ from anywhere.providers.netns.preflight import host_problems
 from anywhere.providers.netns.provider import STATE_ENV
 from anywhere.runtime import LEASES, APIError, Client, NotFoundError, TransportError
 
-__all__ = ["create_self_managed", "delete_self_managed", "ensure_forwarder", "is_netns", "owns_folder"]
+__all__ = [
+    "create_self_managed",
+    "delete_self_managed",
+    "ensure_forwarder",
+    "forget_workload_access",
+    "is_netns",
+    "owns_folder",
+    "write_workload_access",
+]
 
 STATE_DIR: Final = "netns"
 HOST_DIR: Final = "host"
@@ -153,19 +162,7 @@ def create_self_managed(spec: Spec, timeouts: Timeouts, verbosity: int, session:
     paths = _Paths(spec.name)
     name = spec.name
     command = _command_line("create", spec, None)
-    if paths.folder.exists() and not paths.folder.is_dir():
-        raise CommandError(
-            f"{paths.folder} exists and is not a folder; the cluster's files go in {name}/: move it"
-        )
-    resume = paths.bootstrap.exists()
-    if not resume and paths.kubeconfig.is_file() and paths.kubeconfig.stat().st_size:
-        raise CommandError(
-            f"old cluster config file exists under {name}/ ({paths.kubeconfig}), please use a different "
-            "clusterName to proceed, or move that folder away"
-        )
-    folder_created = not paths.folder.exists()
-    paths.bootstrap.root.mkdir(parents=True, exist_ok=True)
-    planes.record_created(paths.bootstrap, folder_created=folder_created)
+    resume = prepare_cluster_folder(name, paths.bootstrap, paths.kubeconfig)
     if not paths.created.exists():
         write_json(paths.created, {"folder": planes.folder_was_created(paths.bootstrap)})
     out.print(
@@ -223,6 +220,58 @@ def create_self_managed(spec: Spec, timeouts: Timeouts, verbosity: int, session:
         "get nodes; it reaches the VIP through a forwarder on this host's loopback)"
     )
     out.print(f"Configuration as applied: {_display(paths.spec_out)}")
+
+
+def _management_paths(management_kubeconfig: Path) -> _Paths | None:
+    """The host state of the self-managed netns cluster a kubeconfig belongs to, if it is one."""
+    folder = management_kubeconfig.resolve().parent
+    if management_kubeconfig.name != f"{folder.name}-eks-a-cluster.kubeconfig" or not owns_folder(folder):
+        return None
+    return _Paths(folder.name, folder)
+
+
+async def write_workload_access(
+    management: Client, management_kubeconfig: Path, name: str, admin: bytes, out_path: Path
+) -> bool:
+    """For a netns workload cluster of a netns management cluster: a forwarder to its VIP (recorded
+    with the management cluster's host state) and its kubeconfig for this host at ``out_path``.
+    False when the workload cluster is not such a cluster (its kubeconfig is then used as it is)."""
+    paths = _management_paths(management_kubeconfig)
+    if paths is None:
+        return False
+    try:
+        netns_cluster = await management.get(NETNS_CLUSTERS, name, SYSTEM_NAMESPACE)
+    except NotFoundError:
+        return False
+    spec = netns_cluster.get("spec") or {}
+    fabric = Fabric.load(paths.state, str(spec.get("bridgeName") or ""))
+    if fabric is None:
+        return False
+    folder = paths.state / HOST_DIR / name
+    try:
+        port = await ensure_host_forwarder(folder, fabric.namespace, f"{spec['controlPlaneVIP']}:{API_PORT}")
+    except NetnsError as exc:
+        raise CommandError(f"cannot reach cluster {name} from this host: {exc}") from None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_host_kubeconfig(out_path, admin, port)
+    return True
+
+
+async def forget_workload_access(management_kubeconfig: Path, name: str) -> None:
+    """Stop the forwarder of a deleted workload cluster, if it had one."""
+    paths = _management_paths(management_kubeconfig)
+    if paths is not None:
+        await stop_host_forwarder(paths.state / HOST_DIR / name)
+        shutil.rmtree(paths.state / HOST_DIR / name, ignore_errors=True)
+
+
+async def _stop_every_forwarder(paths: _Paths) -> None:
+    """The cluster's and its workload clusters' forwarders (the host's ways into their VIPs)."""
+    host = paths.state / HOST_DIR
+    if host.is_dir():
+        for folder in host.iterdir():
+            if folder.is_dir():
+                await stop_host_forwarder(folder)
 
 
 async def _host_access(bootstrap: Client, paths: _Paths) -> None:
@@ -301,11 +350,12 @@ def delete_self_managed(name: str, verbosity: int, session: Session) -> None:
     paths = _Paths(name)
     folder_created = bool((read_json(paths.created) or {}).get("folder"))
     scope = scope_id(paths.state)
+    command = f"anywhere delete cluster {name}"
+    session.on_interrupt = lambda: f"interrupted; nothing is lost. Run `{command}` again to finish."
+    asyncio.run(_refuse_while_managing(paths, session, verbosity))
     paths.bootstrap.root.mkdir(parents=True, exist_ok=True)
     planes.record_created(paths.bootstrap, folder_created=folder_created)
     plane = start_plane(paths.bootstrap, verbosity, self_cluster=False, env=paths.env)
-    command = f"anywhere delete cluster {name}"
-    session.on_interrupt = lambda: f"interrupted; nothing is lost. Run `{command}` again to finish."
 
     async def flow() -> None:
         async with connect(plane.kubeconfig, session, verbosity) as bootstrap:
@@ -318,7 +368,7 @@ def delete_self_managed(name: str, verbosity: int, session: Session) -> None:
                 await delete_and_wait(bootstrap, found[0], everyone, [], hint, session)
             else:
                 out.print(f"No Cluster {name} to delete: removing what is left of it on this host")
-        await stop_host_forwarder(paths.host)
+        await _stop_every_forwarder(paths)
         await cleanup_all(paths.state)
         left = await leaks(paths.state, scope)
         if left:
@@ -336,6 +386,30 @@ def delete_self_managed(name: str, verbosity: int, session: Session) -> None:
     out.print(f"Cluster {name} deleted; nothing of it is left on this host")
 
 
+async def _refuse_while_managing(paths: _Paths, session: Session, verbosity: int) -> None:
+    """Refuse, before anything changes, to delete a cluster that manages workload clusters (when
+    it answers; one that does not answer manages nothing that could still be reached)."""
+    if not paths.kubeconfig.is_file() or paths.bootstrap.exists():
+        return  # a create or delete that was interrupted: the objects may be in the bootstrap plane
+    with contextlib.suppress(Exception):  # without it, the cluster does not answer: checked below
+        await ensure_forwarder(paths.name)
+    try:
+        async with connect(paths.kubeconfig, session, verbosity) as cluster:
+            listing = await asyncio.wait_for(cluster.list_all(EKSA_CLUSTERS), 30)
+    except (APIError, TransportError, TimeoutError, OSError):
+        return
+    managed = [
+        c for c in listing.get("items") or [] if management_of(c) == paths.name and name_of(c) != paths.name
+    ]
+    if managed:
+        names = ", ".join(f"{namespace_of(c)}/{name_of(c)}" for c in managed)
+        raise CommandError(
+            f"cluster {paths.name} is the management cluster of {len(managed)} workload cluster(s): "
+            f"{names}; delete them first (anywhere delete cluster NAME --kubeconfig "
+            f"{_display(paths.kubeconfig)})"
+        )
+
+
 async def _move_back(bootstrap: Client, paths: _Paths, session: Session, verbosity: int) -> None:
     """Bring the cluster's objects back from its own API into the bootstrap plane, if it answers
     and has them (a create that crashed before the move left them in the bootstrap plane)."""
@@ -350,19 +424,6 @@ async def _move_back(bootstrap: Client, paths: _Paths, session: Session, verbosi
             found = await asyncio.wait_for(clusters_named(cluster, paths.name), 30)
             if not found:
                 return
-            listing = await cluster.list_all(EKSA_CLUSTERS)
-            managed = [
-                c
-                for c in listing.get("items") or []
-                if management_of(c) == paths.name and name_of(c) != paths.name
-            ]
-            if managed:
-                names = ", ".join(f"{namespace_of(c)}/{name_of(c)}" for c in managed)
-                raise CommandError(
-                    f"cluster {paths.name} is the management cluster of {len(managed)} workload cluster(s): "
-                    f"{names}; delete them first (anywhere delete cluster NAME --kubeconfig "
-                    f"{_display(paths.kubeconfig)})"
-                )
             out.print(f"Moving the objects of cluster {paths.name} back into the bootstrap plane")
             moved = await move(cluster, bootstrap, paths.name, namespace_of(found[0]))
             out.print(f"Moved {len(moved.objects)} object(s)")

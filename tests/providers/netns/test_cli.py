@@ -3,7 +3,7 @@
 `anywhere create cluster -f FILE` (a subprocess, in a folder of its own) starts a bootstrap plane,
 creates the machines, moves the cluster into its own API and stops the bootstrap plane; the
 cluster's own controllers (processes on its control plane machine) then manage it: a scale-up
-through `anywhere upgrade cluster` is theirs to do. `anywhere delete cluster` moves the cluster
+through `anywhere upgrade cluster` is theirs to do, and so is a workload cluster created through it. `anywhere delete cluster` moves the cluster
 back into a bootstrap plane, deletes it there, and leaves nothing on the host; so does a delete
 after a create killed half-way. Bad input ends as one clear line, with nothing made.
 """
@@ -34,6 +34,7 @@ from tests.providers.netns.plane import DHCP_START, SETTLE, VIP, cluster_documen
 pytestmark = requires_root
 
 CLI_TIMEOUT = 600  # a bound on a hung command, not an expectation
+WORKLOAD_VIP = "10.231.0.11"
 
 
 def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -111,7 +112,9 @@ def assert_clean(folder: Path, name: str, scope: str | None) -> None:
     assert processes_using(folder / name) == []
 
 
-async def test_create_manages_itself_scales_and_deletes_to_nothing(workdir: Path) -> None:
+async def test_create_manages_itself_scales_makes_a_workload_cluster_and_deletes_to_nothing(
+    workdir: Path,
+) -> None:
     name = "self1"
     spec = write_spec(workdir, name)
     created = await asyncio.to_thread(cli, workdir, "create", "cluster", "-f", spec.name)
@@ -147,6 +150,30 @@ async def test_create_manages_itself_scales_and_deletes_to_nothing(workdir: Path
         return found if len(found) == 3 else None
 
     await until(three_ready)
+
+    # a workload cluster, made by the management cluster's own controllers, reached from the host
+    workload = "wl1"
+    documents = cluster_documents(workload, 1, 1, vip=WORKLOAD_VIP)
+    for document in documents:
+        if document["kind"] == "Cluster":
+            document["spec"]["managementCluster"] = {"name": name}
+    (workdir / f"{workload}.yaml").write_text(yaml.safe_dump_all(documents))
+    made = await asyncio.to_thread(
+        cli, workdir, "create", "cluster", "-f", f"{workload}.yaml", "--kubeconfig", str(kubeconfig)
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    workload_kubeconfig = workdir / workload / f"{workload}-eks-a-cluster.kubeconfig"
+    assert len(ready_nodes(workload_kubeconfig)) == 2
+    refused = await asyncio.to_thread(cli, workdir, "delete", "cluster", name)
+    assert refused.returncode != 0
+    assert (
+        f"management cluster of 1 workload cluster(s): default/{workload}" in refused.stdout + refused.stderr
+    )
+    gone = await asyncio.to_thread(
+        cli, workdir, "delete", "cluster", workload, "--kubeconfig", str(kubeconfig)
+    )
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert not (workdir / workload).exists()
 
     deleted = await asyncio.to_thread(cli, workdir, "delete", "cluster", name)
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr

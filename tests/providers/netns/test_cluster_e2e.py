@@ -10,7 +10,7 @@ creating it is most of the cost: (a) Ready, 5 Ready nodes with DHCP addresses; (
 every process of the machine holding the VIP: the VIP moves and kubectl keeps working; (c) kill -9
 of one etcd member (not the leader's, nor the VIP holder's): writes keep succeeding; (d) delete:
 nothing is left. (e), a rolling upgrade 1.33 -> 1.34 under a 10 Hz read probe through the VIP, is
-a test of its own (3+1: a fourth worker would add time, not coverage). Failover time and failed
+a test of its own (another 3+2 cluster). Failover time and failed
 probe requests are printed (``-s`` shows them), not asserted: they are figures of this machine
 (bench/netns.py measures them); the probe's failures must be slow answers, never errors.
 """
@@ -243,15 +243,15 @@ async def test_an_ha_cluster_serves_through_the_vip_survives_faults_and_leaves_n
 async def test_a_rolling_upgrade_keeps_serving_reads_through_the_vip(
     context: Context, client: Client, namespace: str, state_dir: Path, tmp_path: Path
 ) -> None:
-    """(e) 1.33 -> 1.34 on 3 control plane machines + 1 worker under a 10 Hz read probe. Reads that
+    """(e) 1.33 -> 1.34 on 3 control plane machines + 2 workers under a 10 Hz read probe. Reads that
     fail after one client retry are printed; only a slow answer (this machine stalls) may be among
     them, never a refused connection or an error: the VIP is handed over before its holder's API
     server stops, and each API server serves through the other etcd members once its own member is
     removed."""
     name = f"up-{namespace[-4:]}"
-    total = CONTROL_PLANES + 1
+    total = CONTROL_PLANES + WORKERS
     async with running(context, all_controllers(context)):
-        await create_cluster(client, namespace, name, CONTROL_PLANES, 1)
+        await create_cluster(client, namespace, name, CONTROL_PLANES, WORKERS)
         fabric = Fabric.load(state_dir, "awt-br0")
         assert fabric is not None
         async with HostForwarder(fabric.namespace, f"{VIP}:6443", tmp_path / "forwarder") as forwarder:

@@ -25,17 +25,20 @@ from tests.providers.netns.hardware import state_dir as netns_state_dir
 __all__ = ["netns_state_dir"]
 
 
-def _cluster() -> Cluster:
+def _cluster(management: str | None = None) -> Cluster:
+    spec: dict[str, object] = {
+        "kubernetesVersion": "1.33",
+        "controlPlaneConfiguration": {"count": 1, "endpoint": {"host": "10.231.0.10"}},
+        "datacenterRef": {"kind": "NetnsDatacenterConfig", "name": "dc"},
+    }
+    if management is not None:
+        spec["managementCluster"] = {"name": management}
     return Cluster.model_validate(
         {
             "apiVersion": "anywhere.eks.amazonaws.com/v1alpha1",
             "kind": "Cluster",
             "metadata": {"name": "c1"},
-            "spec": {
-                "kubernetesVersion": "1.33",
-                "controlPlaneConfiguration": {"count": 1, "endpoint": {"host": "10.231.0.10"}},
-                "datacenterRef": {"kind": "NetnsDatacenterConfig", "name": "dc"},
-            },
+            "spec": spec,
         }
     )
 
@@ -67,7 +70,11 @@ def test_the_infrastructure_cluster_carries_the_fabric_and_the_vip() -> None:
         "gateway": "10.231.0.1",
         "dhcpRange": {"start": "10.231.0.100", "end": "10.231.0.120"},
         "controlPlaneVIP": "10.231.0.10",
+        "selfManaged": True,
     }
+    # the machines of a self-managed cluster run its controllers; a workload cluster's do not
+    assert PROVIDER.infra_cluster_spec(_cluster("c1"), datacenter)["selfManaged"] is True
+    assert "selfManaged" not in PROVIDER.infra_cluster_spec(_cluster("mgmt"), datacenter)
     with pytest.raises(TypeError, match="NetnsDatacenterConfig"):
         PROVIDER.infra_cluster_spec(
             _cluster(), SimDatacenterConfig.model_validate({"metadata": {"name": "x"}})
