@@ -3,7 +3,8 @@
 `anywhere create cluster -f FILE` (a subprocess, in a folder of its own) starts a bootstrap plane,
 creates the machines, moves the cluster into its own API and stops the bootstrap plane; the
 cluster's own controllers (processes on its control plane machine) then manage it: a scale-up
-through `anywhere upgrade cluster` is theirs to do, and so is a workload cluster created through it. `anywhere delete cluster` moves the cluster
+through `anywhere upgrade cluster` is theirs to do, and so is a workload cluster created through it
+(one whose VIP is taken fails at once, by name). `anywhere delete cluster` moves the cluster
 back into a bootstrap plane, deletes it there, and leaves nothing on the host; so does a delete
 after a create killed half-way. Bad input ends as one clear line, with nothing made.
 """
@@ -164,6 +165,25 @@ async def test_create_manages_itself_scales_makes_a_workload_cluster_and_deletes
     assert made.returncode == 0, made.stdout + made.stderr
     workload_kubeconfig = workdir / workload / f"{workload}-eks-a-cluster.kubeconfig"
     assert len(ready_nodes(workload_kubeconfig)) == 2
+    # a workload cluster whose VIP is in use (the management cluster's) fails at once, by name
+    clash = "wl2"
+    documents = cluster_documents(clash, 1, 1, vip=VIP)
+    for document in documents:
+        if document["kind"] == "Cluster":
+            document["spec"]["managementCluster"] = {"name": name}
+    (workdir / f"{clash}.yaml").write_text(yaml.safe_dump_all(documents))
+    clashed = await asyncio.to_thread(
+        cli, workdir, "create", "cluster", "-f", f"{clash}.yaml", "--kubeconfig", str(kubeconfig)
+    )
+    assert clashed.returncode != 0
+    assert f"UnavailableControlPlaneIP): endpoint VIP {VIP} is already in use" in clashed.stderr, (
+        clashed.stderr
+    )
+    undone = await asyncio.to_thread(
+        cli, workdir, "delete", "cluster", clash, "--kubeconfig", str(kubeconfig)
+    )
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+
     refused = await asyncio.to_thread(cli, workdir, "delete", "cluster", name)
     assert refused.returncode != 0
     assert (
