@@ -33,6 +33,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Final
 
@@ -96,6 +97,7 @@ STATE_DIR: Final = "netns"
 HOST_DIR: Final = "host"
 MOVING_FILE: Final = "moving"
 CREATED_FILE: Final = "created.json"
+Obj = dict[str, Any]
 # How long the cluster's own controllers may take to start and lead (their process starts with the
 # control plane machine; importing and listing take seconds on a slow host).
 CONTROLLERS_WAIT: Final = 180.0
@@ -119,6 +121,15 @@ def _require_root() -> None:
             "the netns provider makes network namespaces, bridges and processes in them, which needs "
             "root: run the command as root (e.g. with sudo)"
         )
+
+
+def _run(flow: Coroutine[Any, Any, None]) -> None:
+    """Run a command's asynchronous part; a failure of the host (a namespace, a process that will not
+    stop) ends it as one clear line: nothing is lost, and running the command again goes on."""
+    try:
+        asyncio.run(flow)
+    except NetnsError as exc:
+        raise CommandError(f"{exc}; fix that and run the command again (nothing is lost)") from None
 
 
 def _require_host_tools() -> None:
@@ -209,7 +220,7 @@ def create_self_managed(spec: Spec, timeouts: Timeouts, verbosity: int, session:
                 )
                 await _wait_ready(cluster, spec, timeouts)
 
-    asyncio.run(flow())
+    _run(flow())
     pid = planes.stop(paths.bootstrap)
     shutil.rmtree(paths.bootstrap.root, ignore_errors=True)
     if pid is not None:
@@ -243,16 +254,22 @@ async def write_workload_access(
         netns_cluster = await management.get(NETNS_CLUSTERS, name, SYSTEM_NAMESPACE)
     except NotFoundError:
         return False
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    return await _forward(paths.state, paths.state / HOST_DIR / name, netns_cluster, admin, out_path)
+
+
+async def _forward(state: Path, record: Path, netns_cluster: Obj, admin: bytes, out_path: Path) -> bool:
+    """A forwarder (recorded in ``record``) to the VIP of ``netns_cluster``, whose fabric is in
+    ``state``, and the host's kubeconfig through it at ``out_path``; False if the fabric has no record."""
     spec = netns_cluster.get("spec") or {}
-    fabric = Fabric.load(paths.state, str(spec.get("bridgeName") or ""))
+    fabric = Fabric.load(state, str(spec.get("bridgeName") or ""))
     if fabric is None:
         return False
-    folder = paths.state / HOST_DIR / name
+    name = str((netns_cluster.get("metadata") or {}).get("name"))
     try:
-        port = await ensure_host_forwarder(folder, fabric.namespace, f"{spec['controlPlaneVIP']}:{API_PORT}")
+        port = await ensure_host_forwarder(record, fabric.namespace, f"{spec['controlPlaneVIP']}:{API_PORT}")
     except NetnsError as exc:
         raise CommandError(f"cannot reach cluster {name} from this host: {exc}") from None
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     write_host_kubeconfig(out_path, admin, port)
     return True
 
@@ -286,17 +303,12 @@ async def _host_access(bootstrap: Client, paths: _Paths) -> None:
                 f"record in {paths.host}); run `anywhere delete cluster {paths.name}` and create it again"
             ) from None
         return
-    spec = netns_cluster.get("spec") or {}
-    fabric = Fabric.load(paths.state, str(spec.get("bridgeName") or ""))
-    if fabric is None:
-        raise CommandError(
-            f"cluster {paths.name} is ready but its fabric ({spec.get('bridgeName')}) has no record in "
-            f"{paths.state}; run the command again"
-        )
-    port = await ensure_host_forwarder(paths.host, fabric.namespace, f"{spec['controlPlaneVIP']}:{API_PORT}")
     secret = await bootstrap.get(SECRETS, kubeconfig_secret_name(paths.name), SYSTEM_NAMESPACE)
     admin = base64.b64decode((secret.get("data") or {}).get("value") or "")
-    write_host_kubeconfig(paths.kubeconfig, admin, port)
+    if not await _forward(paths.state, paths.host, netns_cluster, admin, paths.kubeconfig):
+        raise CommandError(
+            f"cluster {paths.name} is ready but its fabric has no record in {paths.state}; run the command again"
+        )
 
 
 async def _wait_for_own_controllers(cluster: Client, paths: _Paths) -> None:
@@ -352,7 +364,7 @@ def delete_self_managed(name: str, verbosity: int, session: Session) -> None:
     scope = scope_id(paths.state)
     command = f"anywhere delete cluster {name}"
     session.on_interrupt = lambda: f"interrupted; nothing is lost. Run `{command}` again to finish."
-    asyncio.run(_refuse_while_managing(paths, session, verbosity))
+    _run(_refuse_while_managing(paths, session, verbosity))
     paths.bootstrap.root.mkdir(parents=True, exist_ok=True)
     planes.record_created(paths.bootstrap, folder_created=folder_created)
     plane = start_plane(paths.bootstrap, verbosity, self_cluster=False, env=paths.env)
@@ -378,7 +390,7 @@ def delete_self_managed(name: str, verbosity: int, session: Session) -> None:
             )
         shutil.rmtree(paths.state, ignore_errors=True)
 
-    asyncio.run(flow())
+    _run(flow())
     pid = planes.stop(paths.bootstrap)
     if pid is not None:
         out.print(f"Stopped the bootstrap plane (pid {pid})")
