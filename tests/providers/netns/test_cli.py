@@ -101,8 +101,11 @@ def processes_using(path: Path) -> list[str]:
 
 @pytest.fixture
 async def workdir(tmp_path: Path) -> Any:
-    """A folder for the CLI's NAME/ folders; whatever a failed test left on the host is removed."""
+    """A folder for the CLI's NAME/ folders; whatever a failed test left on the host is removed
+    (a bootstrap plane still running, the machines)."""
     yield tmp_path
+    for bootstrap in tmp_path.glob(f"*/{planes.STATE_DIR}"):
+        await asyncio.to_thread(planes.stop, planes.PlaneDir(bootstrap))
     for state in tmp_path.glob("*/netns"):
         await cleanup_all(state)
 
