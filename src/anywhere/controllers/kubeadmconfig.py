@@ -28,6 +28,7 @@ from anywhere.controllers import conditions
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     FIELD_MANAGER,
+    cluster_paused,
     deleting,
     is_paused,
     labels_of,
@@ -284,14 +285,13 @@ def controller(ctx: Context, *, workers: int = 2) -> Controller:
     secrets = ctx.manager.informer(SECRETS)
     clusters = ctx.manager.informer(CAPI_CLUSTERS)
 
-    def cluster_paused(config: Obj) -> bool:
+    def of_paused_cluster(config: Obj) -> bool:
         name = labels_of(config).get(CLUSTER_NAME_LABEL)
-        cluster = clusters.get(f"{namespace_of(config)}/{name}") if name else None
-        return cluster is not None and (is_paused(cluster) or bool((cluster.get("spec") or {}).get("paused")))
+        return cluster_paused(clusters.get(f"{namespace_of(config)}/{name}") if name else None)
 
     async def reconcile(key: str) -> Result | None:
         config = configs.get(key)
-        if config is None or deleting(config) or is_paused(config) or cluster_paused(config):
+        if config is None or deleting(config) or is_paused(config) or of_paused_cluster(config):
             return None
         namespace, name = namespace_of(config), name_of(config)
         spec: Obj = config.get("spec") or {}
@@ -328,7 +328,7 @@ def controller(ctx: Context, *, workers: int = 2) -> Controller:
     def configs_of_cluster(cluster: Obj) -> list[str]:
         """Unpausing a Cluster concerns its configs not yet rendered; other changes do not (an update
         maps the old object too, so the paused one of an unpause is seen here)."""
-        if not (is_paused(cluster) or (cluster.get("spec") or {}).get("paused")):
+        if not cluster_paused(cluster):
             return []
         namespace, name = namespace_of(cluster), name_of(cluster)
         return [

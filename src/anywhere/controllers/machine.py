@@ -45,6 +45,7 @@ from anywhere.controllers.machines import infra_machine_resource
 from anywhere.controllers.objects import (
     add_finalizer,
     annotations_of,
+    cluster_paused,
     deleting,
     has_finalizer,
     is_paused,
@@ -285,9 +286,7 @@ def controller(
         if machine is None:
             return None
         cluster = cluster_of(machine)
-        if is_paused(machine) or (
-            cluster is not None and (is_paused(cluster) or bool((cluster.get("spec") or {}).get("paused")))
-        ):
+        if is_paused(machine) or cluster_paused(cluster):
             return None
         if deleting(machine):
             return await reconcile_delete(machine, cluster)
@@ -610,7 +609,7 @@ def controller(
 
     def machines_of_cluster(cluster: Obj) -> list[str]:
         """A Cluster's pause or deletion concerns its machines; other changes do not."""
-        if not (is_paused(cluster) or deleting(cluster) or (cluster.get("spec") or {}).get("paused")):
+        if not (cluster_paused(cluster) or deleting(cluster)):
             return []
         namespace, name = namespace_of(cluster), name_of(cluster)
         return [

@@ -68,6 +68,7 @@ from anywhere.controllers.machineset import replicas_of, scaled_value, wait_for_
 from anywhere.controllers.objects import (
     FIELD_MANAGER,
     annotations_of,
+    cluster_paused,
     controlled_by,
     deleting,
     is_paused,
@@ -362,9 +363,7 @@ class _Reconciler:
         if md is None or deleting(md):
             return None  # the API server's garbage collector deletes the MachineSets
         cluster = self.clusters.get(f"{namespace_of(md)}/{_cluster_name(md)}")
-        if is_paused(md) or (
-            cluster is not None and (is_paused(cluster) or (cluster.get("spec") or {}).get("paused"))
-        ):
+        if is_paused(md) or cluster_paused(cluster):
             return None
         owned = controlled_by(self.sets, md)
         digest = template_hash(md)

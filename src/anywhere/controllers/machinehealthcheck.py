@@ -45,6 +45,7 @@ from anywhere.controllers import conditions
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     annotations_of,
+    cluster_paused,
     deleting,
     is_paused,
     labels_of,
@@ -354,9 +355,7 @@ def controller(ctx: Context, *, workers: int = 2) -> Controller:
         spec: Obj = mhc.get("spec") or {}
         namespace, cluster_name = namespace_of(mhc), str(spec.get("clusterName") or "")
         cluster = clusters.get(f"{namespace}/{cluster_name}")
-        if cluster is not None and (
-            is_paused(cluster) or deleting(cluster) or (cluster.get("spec") or {}).get("paused")
-        ):
+        if cluster is not None and (cluster_paused(cluster) or deleting(cluster)):
             return None
         status: Obj = copy.deepcopy(mhc.get("status") or {})
         status["observedGeneration"] = int(mhc["metadata"].get("generation") or 0)
@@ -456,7 +455,7 @@ def controller(ctx: Context, *, workers: int = 2) -> Controller:
 
     def checks_of_cluster(cluster: Obj) -> list[str]:
         """Pause and deletion of a Cluster concern its checks; other changes do not."""
-        if not (is_paused(cluster) or deleting(cluster) or (cluster.get("spec") or {}).get("paused")):
+        if not (cluster_paused(cluster) or deleting(cluster)):
             return []
         return checks_of(namespace_of(cluster), name_of(cluster))
 

@@ -69,6 +69,7 @@ from anywhere.controllers.machines import ensure_machine_parts, infra_machine_re
 from anywhere.controllers.objects import (
     FIELD_MANAGER,
     annotations_of,
+    cluster_paused,
     contains,
     controlled_by,
     controller_of,
@@ -561,9 +562,7 @@ class _Reconciler:
             return None
         namespace = namespace_of(ms)
         cluster = self.clusters.get(f"{namespace}/{_cluster_name(ms)}")
-        if is_paused(ms) or (
-            cluster is not None and (is_paused(cluster) or (cluster.get("spec") or {}).get("paused"))
-        ):
+        if is_paused(ms) or cluster_paused(cluster):
             return None
 
         machines = controlled_by(self.machines, ms)

@@ -28,11 +28,14 @@ __all__ = [
     "FIELD_MANAGER",
     "add_finalizer",
     "annotations_of",
+    "cluster_paused",
     "contains",
     "controlled_by",
     "controller_of",
+    "controlling",
     "create_or_patch",
     "deleting",
+    "flag_is_true",
     "has_finalizer",
     "is_paused",
     "labelled",
@@ -43,7 +46,9 @@ __all__ = [
     "owned_by",
     "owner_reference",
     "parse_time",
+    "patch_at_version",
     "random_suffix",
+    "referenced_infrastructure",
     "remove_finalizer",
     "short_hash",
     "write_status",
@@ -121,6 +126,17 @@ def owner_reference(owner: Obj, *, controller: bool = False) -> Obj:
     return ref
 
 
+def cluster_paused(cluster: Obj | None) -> bool:
+    """Whether a Cluster API Cluster pauses everything of it: paused by annotation or ``spec.paused``
+    (some controllers honour one, some the other, so every controller honours both)."""
+    return cluster is not None and (is_paused(cluster) or bool((cluster.get("spec") or {}).get("paused")))
+
+
+def flag_is_true(value: str | None) -> bool:
+    """Whether an annotation used as a flag says "true" (any case, spaces ignored)."""
+    return (value or "").strip().lower() == "true"
+
+
 def controller_of(obj: Obj) -> Obj | None:
     """The owner reference with ``controller: true``, or None."""
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
@@ -137,6 +153,23 @@ def owned_by(obj: Obj, owner: Obj) -> bool:
 
 # -- cache look-ups by index -------------------------------------------------------------------------
 # Each adds its index to the informer the first time it is used on it (a no-op after that).
+
+
+def controlling(informer: Informer, obj: Obj, kind: str) -> Obj | None:
+    """The cached object of ``kind`` that controls ``obj`` (its controller reference), or None."""
+    ref = controller_of(obj)
+    if ref is None or ref.get("kind") != kind:
+        return None
+    return informer.get(f"{namespace_of(obj)}/{ref['name']}")
+
+
+def referenced_infrastructure(machine: Obj, kind: str) -> list[str]:
+    """The key of the infrastructure object of ``kind`` a Machine's ``infrastructureRef`` names
+    (none when it names another kind): how a provider's controller hears of its machines' Machines."""
+    ref = (machine.get("spec") or {}).get("infrastructureRef") or {}
+    if ref.get("kind") != kind or not ref.get("name"):
+        return []
+    return [f"{ref.get('namespace') or namespace_of(machine)}/{ref['name']}"]
 
 
 def of_cluster(informer: Informer, namespace: str, cluster: str) -> list[Obj]:
@@ -251,6 +284,13 @@ async def create_or_patch(
         field_manager=field_manager,
         force=True,
     )
+
+
+async def patch_at_version(client: Client, resource: Resource, obj: Obj, patch: Obj) -> Obj:
+    """Merge ``patch`` into ``obj`` only if it is still the version read (a 409 otherwise, so that a
+    decision made on a stale copy is made again); the object as stored."""
+    metadata = {**(patch.get("metadata") or {}), "resourceVersion": obj["metadata"]["resourceVersion"]}
+    return await client.patch(resource, name_of(obj), {**patch, "metadata": metadata}, namespace_of(obj))
 
 
 async def write_status(client: Client, resource: Resource, obj: Obj, status: Obj) -> Obj:

@@ -43,6 +43,7 @@ from anywhere.controllers.objects import (
     name_of,
     namespace_of,
     owner_reference,
+    patch_at_version,
     remove_finalizer,
     write_status,
 )
@@ -156,14 +157,8 @@ class NetnsClusterController:
         await self._secrets(obj, vip)
         endpoint = {"host": vip, "port": API_PORT}
         if (obj.get("spec") or {}).get("controlPlaneEndpoint") != endpoint:
-            obj = await self.ctx.client.patch(
-                NETNS_CLUSTERS,
-                name_of(obj),
-                {
-                    "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                    "spec": {"controlPlaneEndpoint": endpoint},
-                },
-                namespace_of(obj),
+            obj = await patch_at_version(
+                self.ctx.client, NETNS_CLUSTERS, obj, {"spec": {"controlPlaneEndpoint": endpoint}}
             )
         status.pop("failureReason", None)
         status.pop("failureMessage", None)

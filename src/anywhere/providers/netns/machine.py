@@ -65,14 +65,18 @@ from anywhere.controllers.kubeadmcontrolplane import BOOTSTRAP_ANNOTATION as KCP
 from anywhere.controllers.objects import (
     add_finalizer,
     annotations_of,
-    controller_of,
+    cluster_paused,
+    controlling,
     deleting,
+    flag_is_true,
     is_paused,
     labels_of,
     name_of,
     namespace_of,
     of_cluster,
     parse_time,
+    patch_at_version,
+    referenced_infrastructure,
     remove_finalizer,
     write_status,
 )
@@ -147,10 +151,6 @@ def machine_name(namespace: str, name: str) -> str:
     return f"{namespace}.{name}"
 
 
-def _true(value: str | None) -> bool:
-    return (value or "").strip().lower() == "true"
-
-
 def _boot_timeout(obj: Obj) -> float:
     text = (obj.get("spec") or {}).get("bootTimeout") or DEFAULT_BOOT_TIMEOUT
     try:
@@ -209,17 +209,11 @@ class NetnsMachineController(Controller):
         self.capi_clusters = ctx.manager.informer(CAPI_CLUSTERS)
         self.secrets = ctx.manager.informer(SECRETS)
         self.watch(NETNS_MACHINES, enqueue_self)
-        self.watch(MACHINES, enqueue_mapped(self._infra_machine_of))
+        self.watch(MACHINES, enqueue_mapped(lambda m: referenced_infrastructure(m, NETNS_MACHINES.kind)))
         self.watch(NETNS_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
         self.watch(CAPI_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
 
     # -- event mapping -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _infra_machine_of(machine: Obj) -> Iterable[str]:
-        ref = (machine.get("spec") or {}).get("infrastructureRef") or {}
-        if ref.get("kind") == NETNS_MACHINES.kind and ref.get("name"):
-            yield f"{ref.get('namespace') or namespace_of(machine)}/{ref['name']}"
 
     def _machines_of_cluster(self, cluster: Obj) -> Iterable[str]:
         namespace, name = namespace_of(cluster), name_of(cluster)
@@ -235,9 +229,7 @@ class NetnsMachineController(Controller):
             return None
         cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL, "")
         capi = self.capi_clusters.get(f"{namespace}/{cluster_name}") if cluster_name else None
-        if is_paused(obj) or (
-            capi is not None and (is_paused(capi) or (capi.get("spec") or {}).get("paused"))
-        ):
+        if is_paused(obj) or cluster_paused(capi):
             return None
         if deleting(obj):
             await self._delete(obj, cluster_name, capi)
@@ -260,12 +252,7 @@ class NetnsMachineController(Controller):
 
     async def _converge(self, obj: Obj, namespace: str, name: str, cluster_name: str) -> Result | None:
         key = f"{namespace}/{name}"
-        owner_ref = controller_of(obj)
-        owner = (
-            self.owners.get(f"{namespace}/{owner_ref['name']}")
-            if owner_ref is not None and owner_ref.get("kind") == "Machine"
-            else None
-        )
+        owner = controlling(self.owners, obj, "Machine")
         if owner is None:
             raise _Wait("WaitingForMachine", "waiting for the owner Machine", after=None)
         owner_spec = owner.get("spec") or {}
@@ -291,8 +278,11 @@ class NetnsMachineController(Controller):
         started = parse_time(annotations_of(obj).get(BOOT_STARTED_ANNOTATION))
         if started is None:
             started = time.time()
-            obj = await self._patch_metadata(
-                obj, {"annotations": {BOOT_STARTED_ANNOTATION: rfc3339(started, micro=True)}}
+            obj = await patch_at_version(
+                self.ctx.client,
+                NETNS_MACHINES,
+                obj,
+                {"metadata": {"annotations": {BOOT_STARTED_ANNOTATION: rfc3339(started, micro=True)}}},
             )
         deadline = started + _boot_timeout(obj)
         booted = bool((owner.get("status") or {}).get("nodeRef"))
@@ -318,15 +308,7 @@ class NetnsMachineController(Controller):
             log.info("machine %s: address %s on %s", key, address, fabric.spec.bridge)
         pid = provider_id(namespace, cluster_name, name)
         if (obj.get("spec") or {}).get("providerID") != pid:
-            obj = await self.ctx.client.patch(
-                NETNS_MACHINES,
-                name,
-                {
-                    "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                    "spec": {"providerID": pid},
-                },
-                namespace,
-            )
+            obj = await patch_at_version(self.ctx.client, NETNS_MACHINES, obj, {"spec": {"providerID": pid}})
 
         # 3. the disk
         control_plane = CONTROL_PLANE_LABEL in labels_of(obj) or CONTROL_PLANE_LABEL in labels_of(owner)
@@ -347,7 +329,7 @@ class NetnsMachineController(Controller):
             obj = await self._etcd(
                 obj, owner, machine, namespace, cluster_name, address, user_data.get("value", b"")
             )
-            if not _true(annotations_of(obj).get(ETCD_JOINED_ANNOTATION)):
+            if not flag_is_true(annotations_of(obj).get(ETCD_JOINED_ANNOTATION)):
                 return Result(requeue_after=RETRY)
             await self._control_plane(
                 machine, netns_cluster, namespace, name, cluster_name, address, vip, kubeconfig
@@ -420,7 +402,7 @@ class NetnsMachineController(Controller):
         name = name_of(obj)
         member = EtcdMember(name, address, machine.folder, cluster_token(namespace, cluster))
         admin = self.etcd.admin(namespace, cluster)
-        joined = _true(annotations_of(obj).get(ETCD_JOINED_ANNOTATION))
+        joined = flag_is_true(annotations_of(obj).get(ETCD_JOINED_ANNOTATION))
         mode = annotations_of(owner).get(KCP_BOOTSTRAP_ANNOTATION)
         init = (
             mode == "init"
@@ -465,7 +447,12 @@ class NetnsMachineController(Controller):
                 raise _Wait("EtcdLearner", str(exc), after=RETRY) from None
             except EtcdUnavailable as exc:
                 raise _Wait("EtcdUnavailable", str(exc), WARNING, RETRY) from None
-        obj = await self._patch_metadata(obj, {"annotations": {ETCD_JOINED_ANNOTATION: "true"}})
+        obj = await patch_at_version(
+            self.ctx.client,
+            NETNS_MACHINES,
+            obj,
+            {"metadata": {"annotations": {ETCD_JOINED_ANNOTATION: "true"}}},
+        )
         log.info("machine %s/%s: a voting member of the etcd of %s", namespace, name, cluster)
         return obj
 
@@ -575,14 +562,6 @@ class NetnsMachineController(Controller):
         set_false(status, READY, "BootTimeout", message, ERROR)
         await write_status(self.ctx.client, NETNS_MACHINES, obj, status)
         log.info("machine %s/%s: %s", namespace_of(obj), name_of(obj), message)
-
-    async def _patch_metadata(self, obj: Obj, metadata: Obj) -> Obj:
-        return await self.ctx.client.patch(
-            NETNS_MACHINES,
-            name_of(obj),
-            {"metadata": {**metadata, "resourceVersion": obj["metadata"]["resourceVersion"]}},
-            namespace_of(obj),
-        )
 
     # -- deletion ------------------------------------------------------------------------------------
 

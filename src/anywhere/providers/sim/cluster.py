@@ -28,6 +28,7 @@ from anywhere.controllers.conditions import ERROR, READY, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     add_finalizer,
+    cluster_paused,
     create_or_patch,
     deleting,
     is_paused,
@@ -35,6 +36,7 @@ from anywhere.controllers.objects import (
     name_of,
     namespace_of,
     owner_reference,
+    patch_at_version,
     remove_finalizer,
     write_status,
 )
@@ -184,8 +186,7 @@ class SimClusterController(Controller):
     def _paused(self, obj: Obj) -> bool:
         if is_paused(obj):
             return True
-        capi = self.capi_clusters.get(f"{namespace_of(obj)}/{_cluster_of(obj)}")
-        return capi is not None and (is_paused(capi) or bool((capi.get("spec") or {}).get("paused")))
+        return cluster_paused(self.capi_clusters.get(f"{namespace_of(obj)}/{_cluster_of(obj)}"))
 
     async def _reconcile(self, key: str) -> Result | None:
         namespace, name = split_key(key)
@@ -220,14 +221,11 @@ class SimClusterController(Controller):
 
         recorded = (obj.get("spec") or {}).get("controlPlaneEndpoint") or {}
         if recorded.get("host") != host or recorded.get("port") != port:
-            obj = await self.ctx.client.patch(
+            obj = await patch_at_version(
+                self.ctx.client,
                 SIM_CLUSTERS,
-                name,
-                {
-                    "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                    "spec": {"controlPlaneEndpoint": {"host": host, "port": port}},
-                },
-                namespace,
+                obj,
+                {"spec": {"controlPlaneEndpoint": {"host": host, "port": port}}},
             )
         await self._kubeconfig_secret(obj, kubeconfig)
 

@@ -50,14 +50,19 @@ from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     add_finalizer,
     annotations_of,
+    cluster_paused,
     controller_of,
+    controlling,
     deleting,
+    flag_is_true,
     is_paused,
     labels_of,
     name_of,
     namespace_of,
     of_cluster,
     parse_time,
+    patch_at_version,
+    referenced_infrastructure,
     remove_finalizer,
     write_status,
 )
@@ -145,10 +150,6 @@ EXHAUSTED_RETRY: Final = 30.0
 BOOT_FAILURE_REASON: Final = CREATE_ERROR
 
 
-def _true(value: str | None) -> bool:
-    return (value or "").strip().lower() == "true"
-
-
 # -- pure decisions ------------------------------------------------------------------------------------
 
 
@@ -189,7 +190,7 @@ def plan_boot(
     if jitter:
         delay += rng.uniform(-jitter, jitter)
     rate = spec.get("failureRate") or 0.0
-    fails = _true(annotations.get(FAIL_BOOT_ANNOTATION)) or (
+    fails = flag_is_true(annotations.get(FAIL_BOOT_ANNOTATION)) or (
         isinstance(rate, int | float) and rate > 0 and rng.random() < rate
     )
     return BootPlan(now, now + max(0.0, delay), fails)
@@ -282,7 +283,7 @@ class SimMachineController(Controller):
         self.clusters = ctx.manager.informer(SIM_CLUSTERS)
         self.capi_clusters = ctx.manager.informer(CAPI_CLUSTERS)
         self.watch(SIM_MACHINES, enqueue_self)
-        self.watch(MACHINES, enqueue_mapped(self._infra_machine_of))
+        self.watch(MACHINES, enqueue_mapped(lambda m: referenced_infrastructure(m, SIM_MACHINES.kind)))
         self.watch(SIM_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
         self.watch(CAPI_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
         ctx.clusters.add_node_listener(self._on_node)
@@ -296,12 +297,6 @@ class SimMachineController(Controller):
         self._not_ready_since: dict[str, float] = {}  # key -> when its node was first seen not Ready
 
     # -- event mapping -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _infra_machine_of(machine: Obj) -> Iterable[str]:
-        ref = (machine.get("spec") or {}).get("infrastructureRef") or {}
-        if ref.get("kind") == "SimMachine" and ref.get("name"):
-            yield f"{ref.get('namespace') or namespace_of(machine)}/{ref['name']}"
 
     def _machines_of_cluster(self, cluster: Obj) -> Iterable[str]:
         namespace, name = namespace_of(cluster), name_of(cluster)
@@ -341,9 +336,7 @@ class SimMachineController(Controller):
             return None
         cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL, "")
         capi = self.capi_clusters.get(f"{namespace}/{cluster_name}") if cluster_name else None
-        if is_paused(obj) or (
-            capi is not None and (is_paused(capi) or (capi.get("spec") or {}).get("paused"))
-        ):
+        if is_paused(obj) or cluster_paused(capi):
             return None
         if deleting(obj):
             await self._delete(obj, cluster_name, capi)
@@ -353,12 +346,7 @@ class SimMachineController(Controller):
         if status.get("failureReason"):
             return None  # terminal: the machine is replaced, not repaired
 
-        owner_ref = controller_of(obj)
-        owner = (
-            self.owners.get(f"{namespace}/{owner_ref['name']}")
-            if owner_ref is not None and owner_ref.get("kind") == "Machine"
-            else None
-        )
+        owner = controlling(self.owners, obj, "Machine")
         if owner is None:
             return await self._waiting(obj, "WaitingForMachine", "waiting for the owner Machine")
         owner_spec = owner.get("spec") or {}
@@ -381,7 +369,9 @@ class SimMachineController(Controller):
         plan = BootPlan.recorded(obj)
         if plan is None:
             plan = plan_boot(obj.get("spec") or {}, annotations_of(obj), time.time())
-            obj = await self._patch_metadata(obj, {"annotations": plan.annotations()})
+            obj = await patch_at_version(
+                self.ctx.client, SIM_MACHINES, obj, {"metadata": {"annotations": plan.annotations()}}
+            )
             log.info(
                 "machine %s: booting with address %s, up in %.1f s%s",
                 key,
@@ -394,20 +384,14 @@ class SimMachineController(Controller):
             return Result(requeue_after=remaining)
 
         booted = bool((obj.get("status") or {}).get("ready"))
-        if not booted and (plan.fails or _true(annotations_of(obj).get(FAIL_BOOT_ANNOTATION))):
+        if not booted and (plan.fails or flag_is_true(annotations_of(obj).get(FAIL_BOOT_ANNOTATION))):
             await self._boot_failed(obj)
             return None
 
         provider_id = f"sim://{namespace}/{cluster_name}/{name}"
         if (obj.get("spec") or {}).get("providerID") != provider_id:
-            obj = await self.ctx.client.patch(
-                SIM_MACHINES,
-                name,
-                {
-                    "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                    "spec": {"providerID": provider_id},
-                },
-                namespace,
+            obj = await patch_at_version(
+                self.ctx.client, SIM_MACHINES, obj, {"spec": {"providerID": provider_id}}
             )
         new_status = copy.deepcopy(obj.get("status") or {})
         new_status["ready"] = True
@@ -439,14 +423,6 @@ class SimMachineController(Controller):
         set_false(status, READY, reason, message, severity)
         await write_status(self.ctx.client, SIM_MACHINES, obj, status)
         return None
-
-    async def _patch_metadata(self, obj: Obj, metadata: Obj) -> Obj:
-        return await self.ctx.client.patch(
-            SIM_MACHINES,
-            name_of(obj),
-            {"metadata": {**metadata, "resourceVersion": obj["metadata"]["resourceVersion"]}},
-            namespace_of(obj),
-        )
 
     # -- addresses ------------------------------------------------------------------------------------
 
@@ -483,7 +459,7 @@ class SimMachineController(Controller):
     # -- boot ------------------------------------------------------------------------------------------
 
     async def _boot_failed(self, obj: Obj) -> None:
-        annotated = _true(annotations_of(obj).get(FAIL_BOOT_ANNOTATION))
+        annotated = flag_is_true(annotations_of(obj).get(FAIL_BOOT_ANNOTATION))
         cause = (
             f"annotation {FAIL_BOOT_ANNOTATION}"
             if annotated
@@ -505,7 +481,7 @@ class SimMachineController(Controller):
         # One look-up of the cluster gives both its Node cache and its client.
         nodes = await self.ctx.clusters.nodes(namespace, cluster)
         client = nodes.client
-        failing = _true(annotations_of(obj).get(FAIL_ANNOTATION))
+        failing = flag_is_true(annotations_of(obj).get(FAIL_ANNOTATION))
         control_plane = CONTROL_PLANE_LABEL in labels_of(obj) or CONTROL_PLANE_LABEL in labels_of(owner)
         owner_deleting = deleting(owner)
         if control_plane:
@@ -544,7 +520,7 @@ class SimMachineController(Controller):
         self, key: str, obj: Obj, client: Client, cluster: str, address: str, *, healthy: bool, join: bool
     ) -> Obj:
         name = name_of(obj)
-        joined = _true(annotations_of(obj).get(ETCD_JOINED_ANNOTATION))
+        joined = flag_is_true(annotations_of(obj).get(ETCD_JOINED_ANNOTATION))
         if joined and self._etcd_health.get(key) == healthy:
             return obj
         peer, client_url = f"https://{address}:2380", f"https://{address}:2379"
@@ -570,7 +546,12 @@ class SimMachineController(Controller):
         await change_members(client, cluster, change)
         self._etcd_health[key] = healthy
         if not joined and join:
-            obj = await self._patch_metadata(obj, {"annotations": {ETCD_JOINED_ANNOTATION: "true"}})
+            obj = await patch_at_version(
+                self.ctx.client,
+                SIM_MACHINES,
+                obj,
+                {"metadata": {"annotations": {ETCD_JOINED_ANNOTATION: "true"}}},
+            )
             log.info("machine %s: joined the etcd cluster of %s", key, cluster)
         return obj
 
