@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import signal
 import ssl
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import orjson
+from _serve import start_serve, stop_serve  # bench/_serve.py (bench/ is on the path of a script run from it)
 
 from anywhere.storage import Storage
 from anywhere.storage.etcd import EtcdStorage
@@ -252,21 +249,6 @@ async def server_side_create_latency(client: Client) -> float:
     return values.get("apiserver_request_duration_seconds_sum", 0.0) / count if count else 0.0
 
 
-def start_server(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "anywhere", "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    match = re.search(r"ready at (https://\S+)", process.stdout.readline())
-    if match is None:
-        process.kill()
-        raise SystemExit("the server did not start")
-    return process, match.group(1)
-
-
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="anywhere-bench-") as tmp:
         root = Path(tmp)
@@ -286,7 +268,7 @@ async def main(args: argparse.Namespace) -> None:
                 tx_rate = await asyncio.to_thread(
                     raw_transactions, root / "tx.db", args.objects, args.clients
                 )
-            process, url = start_server(root / "server", *extra)
+            process, url = start_serve(root / "server", *extra)
             try:
                 client = Client(root / "server", url)
                 await create_namespace(client, "bench")
@@ -302,8 +284,7 @@ async def main(args: argparse.Namespace) -> None:
                 await create_namespace(client, "watch")
                 lags = await watch_lag(client, "watch", args.watchers, args.watch_objects)
             finally:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+                stop_serve(process)
         finally:
             if cluster is not None:
                 await cluster.stop()

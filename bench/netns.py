@@ -39,8 +39,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from _serve import start_serve, stop_serve  # bench/_serve.py (bench/ is on the path of a script run from it)
 
 from anywhere.api import dump_config
 from anywhere.api.capi import CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL
@@ -88,31 +87,8 @@ PROBE_TIMEOUT = 2.0
 
 def start_api(folder: Path) -> tuple[subprocess.Popen[str], Path]:
     """``anywhere serve`` (SQLite) on any free port; the process and its admin kubeconfig."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "serve.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "anywhere", "serve", "--data-dir", str(folder), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,
-        )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if re.search(r"ready at (https://\S+)", line) is None:
-        stop(process)
-        raise SystemExit(f"the management API did not start: {line!r}; see {folder / 'serve.log'}")
+    process, _ = start_serve(folder)
     return process, folder / "admin.kubeconfig"
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def documents(name: str, control_planes: int, workers: int, *, self_managed: bool = False) -> list[Obj]:
@@ -375,7 +351,7 @@ async def run(options: argparse.Namespace, folder: Path) -> None:
         scope = scope_id(state)
         await cleanup_all(state)
         left = await leaks(state, scope)
-        stop(api)
+        stop_serve(api)
         if left:
             print("left behind (a bug):", *left, sep="\n  ")
 

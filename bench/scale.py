@@ -62,6 +62,7 @@ from typing import Any
 
 import aiohttp
 import yaml
+from _serve import start_serve, stop_serve  # bench/_serve.py (bench/ is on the path of a script run from it)
 
 from anywhere.api import dump_config
 from anywhere.api.generate import generate_config
@@ -116,42 +117,8 @@ class Plane:
 
 def start_plane(data_dir: Path) -> Plane:
     """A management plane in its own session, so a Ctrl-C here reaches it only as our SIGTERM."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "anywhere",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        "0",
-        "--controllers",
-        "--self-cluster",
-        MANAGEMENT,
-    ]
-    with (data_dir / "plane.log").open("ab") as log:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True
-        )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"ready at (https://\S+)", line)
-    if match is None:
-        stop_plane(process)
-        tail = (data_dir / "plane.log").read_text(errors="replace")[-3000:]
-        raise SystemExit(f"the plane did not start: {line!r}\n{tail}")
-    return Plane(process, data_dir, match.group(1))
-
-
-def stop_plane(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    process, url = start_serve(data_dir, "--controllers", "--self-cluster", MANAGEMENT, log_name="plane.log")
+    return Plane(process, data_dir, url)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -690,7 +657,7 @@ async def main(args: argparse.Namespace) -> int:
         ok = await measure(plane, args)
     finally:
         if plane is not None:
-            stop_plane(plane.process)  # blocking on purpose: it must run even while cancelled
+            stop_serve(plane.process, timeout=60)  # blocking on purpose: it must run even while cancelled
         if args.keep or not ok:
             print(
                 f"kept {root} (plane.log inside; serve it again with: python -m anywhere serve "
