@@ -54,10 +54,21 @@ def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def write_spec(
-    folder: Path, name: str, *, workers: int = 1, vip: str = VIP, dhcp_end: str | None = None, boot: str = ""
+    folder: Path,
+    name: str,
+    *,
+    workers: int = 1,
+    vip: str = VIP,
+    dhcp_end: str | None = None,
+    boot: str = "",
+    management: str | None = None,
 ) -> Path:
+    """NAME.yaml in ``folder``: a self-managed 1+``workers`` cluster, or a workload cluster of
+    ``management``."""
     documents = cluster_documents(name, 1, workers, vip=vip, self_managed=True)
     for document in documents:
+        if document["kind"] == "Cluster" and management:
+            document["spec"]["managementCluster"] = {"name": management}
         if document["kind"] == "NetnsDatacenterConfig" and dhcp_end:
             document["spec"]["dhcpRange"]["end"] = dhcp_end
         if document["kind"] == "NetnsMachineConfig" and boot:
@@ -157,26 +168,18 @@ async def test_create_manages_itself_scales_makes_a_workload_cluster_and_deletes
 
     # a workload cluster, made by the management cluster's own controllers, reached from the host
     workload = "wl1"
-    documents = cluster_documents(workload, 1, 1, vip=WORKLOAD_VIP)
-    for document in documents:
-        if document["kind"] == "Cluster":
-            document["spec"]["managementCluster"] = {"name": name}
-    (workdir / f"{workload}.yaml").write_text(yaml.safe_dump_all(documents))
+    workload_spec = write_spec(workdir, workload, vip=WORKLOAD_VIP, management=name)
     made = await asyncio.to_thread(
-        cli, workdir, "create", "cluster", "-f", f"{workload}.yaml", "--kubeconfig", str(kubeconfig)
+        cli, workdir, "create", "cluster", "-f", workload_spec.name, "--kubeconfig", str(kubeconfig)
     )
     assert made.returncode == 0, made.stdout + made.stderr
     workload_kubeconfig = workdir / workload / f"{workload}-eks-a-cluster.kubeconfig"
     assert len(ready_nodes(workload_kubeconfig)) == 2
     # a workload cluster whose VIP is in use (the management cluster's) fails at once, by name
     clash = "wl2"
-    documents = cluster_documents(clash, 1, 1, vip=VIP)
-    for document in documents:
-        if document["kind"] == "Cluster":
-            document["spec"]["managementCluster"] = {"name": name}
-    (workdir / f"{clash}.yaml").write_text(yaml.safe_dump_all(documents))
+    clash_spec = write_spec(workdir, clash, vip=VIP, management=name)
     clashed = await asyncio.to_thread(
-        cli, workdir, "create", "cluster", "-f", f"{clash}.yaml", "--kubeconfig", str(kubeconfig)
+        cli, workdir, "create", "cluster", "-f", clash_spec.name, "--kubeconfig", str(kubeconfig)
     )
     assert clashed.returncode != 0
     assert f"UnavailableControlPlaneIP): endpoint VIP {VIP} is already in use" in clashed.stderr, (
