@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from anywhere._forking import keep_signals_in_this_process
+from anywhere._signals import keep_signals_in_this_process
 from anywhere.apiserver import authn, pki
 from anywhere.apiserver.audit import AuditConfigError, Auditor, Policy
 from anywhere.apiserver.authapi import Access

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from anywhere._forking import keep_signals_in_this_process
+from anywhere._signals import until_signalled
 from anywhere.controllers.context import Context
 from anywhere.controllers.remote import ClusterCache, Dialer
 from anywhere.controllers.resources import NAMESPACES, SYSTEM_NAMESPACE
@@ -136,15 +135,6 @@ def main(kubeconfig: Path, data_dir: Path, *, self_cluster: str | None, identity
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
 
-    async def until_signalled() -> None:
-        task = asyncio.create_task(run(kubeconfig, data_dir, self_cluster=self_cluster, identity=identity))
-        loop = asyncio.get_running_loop()
-        keep_signals_in_this_process()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
     data_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(until_signalled())
+    asyncio.run(until_signalled(run(kubeconfig, data_dir, self_cluster=self_cluster, identity=identity)))
     return 0

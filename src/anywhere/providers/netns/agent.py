@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import logging
-import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from anywhere._signals import until_signalled
 from anywhere.providers.kubelet import HEARTBEAT_PERIOD
 from anywhere.providers.netns._host import NetnsError, tool
 from anywhere.providers.netns.node import NodeAgent, NodeSettings
@@ -168,7 +166,7 @@ async def _vip(options: argparse.Namespace) -> None:
         raise _Usage(str(exc)) from None
     log.info("starting the VIP agent: %s", agent.describe())
     try:
-        await _until_signalled(agent.run())
+        await until_signalled(agent.run())
     finally:
         await client.close()
     log.info("VIP agent stopped")
@@ -193,24 +191,10 @@ async def _node(options: argparse.Namespace) -> None:
     agent = NodeAgent(client, settings)
     log.info("starting the node agent: %s", agent.describe())
     try:
-        await _until_signalled(agent.run())
+        await until_signalled(agent.run())
     finally:
         await client.close()
     log.info("node agent stopped")
-
-
-async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` until SIGTERM/SIGINT cancels it (its cleanup runs), or it ends."""
-    task = asyncio.create_task(work)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
