@@ -27,7 +27,7 @@ import yaml
 from anywhere.cli import plane as planes
 from anywhere.controllers.plane import LEASE_NAME
 from anywhere.controllers.resources import SYSTEM_NAMESPACE
-from anywhere.providers.netns._host import proc_argv
+from anywhere.providers.netns._host import processes_naming
 from anywhere.providers.netns.inventory import cleanup_all, leaks, scope_id
 from tests.providers.netns.hardware import requires_root
 from tests.providers.netns.plane import DHCP_START, SETTLE, VIP, cluster_documents, our_namespaces, until
@@ -100,14 +100,7 @@ def ready_nodes(kubeconfig: Path) -> list[str]:
 
 
 def processes_using(path: Path) -> list[str]:
-    marker = str(path.resolve())
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            argv = proc_argv(int(entry))
-            if any(marker in arg for arg in argv):
-                found.append(" ".join(argv))
-    return found
+    return [" ".join(argv) for argv in processes_naming(path).values()]
 
 
 @pytest.fixture

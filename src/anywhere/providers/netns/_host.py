@@ -252,6 +252,19 @@ def proc_argv(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
+def processes_naming(path: Path) -> dict[int, list[str]]:
+    """Every other process with ``path`` (resolved) in its command line, with that command line:
+    what uses a state folder's files from outside our namespaces."""
+    marker = str(path.resolve())
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            argv = proc_argv(int(entry))
+            if any(marker in arg for arg in argv):
+                found[int(entry)] = argv
+    return found
+
+
 def start_ticks(pid: int) -> int:
     stat = proc_stat(pid)
     return stat[1] if stat else 0

@@ -28,6 +28,7 @@ from anywhere.providers.netns._host import (
     list_netns,
     namespace_pids,
     proc_argv,
+    processes_naming,
     remove_tree,
 )
 from anywhere.providers.netns.fabric import Fabric
@@ -124,12 +125,9 @@ def _inventory(state_dir: Path | None, scope: str | None) -> Inventory:
     if state_dir is not None:
         # Processes elsewhere that use our files (a dnsmasq or client started outside its
         # namespace would be a bug; a management plane whose data sits in the folder is a leak).
-        marker = str(state_dir.resolve())
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) not in seen and int(entry) != os.getpid():
-                argv = proc_argv(int(entry))
-                if any(marker in arg for arg in argv):
-                    found.processes.append(NamespaceProcess(int(entry), None, tuple(argv)))
+        for pid, argv in processes_naming(state_dir).items():
+            if pid not in seen:
+                found.processes.append(NamespaceProcess(pid, None, tuple(argv)))
         found.state_files = _state_files(state_dir)
     found.host_links = [
         name for name in _host_link_names() if name.startswith((VETH_PREFIX, FABRIC_PREFIX, MACHINE_PREFIX))
