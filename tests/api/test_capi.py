@@ -25,6 +25,9 @@ from anywhere.api.capi import (
     SimCluster,
     SimMachine,
     SimMachineTemplate,
+    VSphereCluster,
+    VSphereMachine,
+    VSphereMachineTemplate,
 )
 from anywhere.api.crds import all_crds, capi_crds, crd_for
 from anywhere.apiserver import crd as crd_admission
@@ -338,6 +341,35 @@ SAMPLES: dict[type[CapiObject], dict[str, Any]] = {
         "status": {"ready": True, "addresses": STATUS_ADDRESSES, "conditions": CONDITIONS},
     },
     NetnsMachineTemplate: {"spec": {"template": {"spec": {"bootTimeout": "5m"}}}},
+    VSphereCluster: {
+        "spec": {
+            "server": "vcenter.example.com",
+            "thumbprint": "AB:CD",
+            "identityRef": {"kind": "Secret", "name": "vsphere-credentials", "namespace": "eksa-system"},
+            "datacenter": "DC0",
+            "network": "/DC0/network/VM Network",
+            "failureDomains": [{"name": "fd-1", "computeCluster": "DC0_C0", "datastore": "LocalDS_0"}],
+            "controlPlaneVIP": "10.40.0.10",
+            "controlPlaneEndpoint": {"host": "127.0.0.1", "port": 40001},
+        },
+        "status": {"ready": True, "failureDomains": {"fd-1": {"controlPlane": True}}},
+    },
+    VSphereMachine: {
+        "spec": {
+            "providerID": "vsphere://4201",
+            "template": "ubuntu-2204-kube-v1-33",
+            "numCPUs": 2,
+            "diskGiB": 25,
+        },
+        "status": {
+            "ready": True,
+            "vmRef": "vm-42",
+            "instanceUuid": "u-1",
+            "failureDomain": "fd-1",
+            "taskRef": "task-7",
+        },
+    },
+    VSphereMachineTemplate: {"spec": {"template": {"spec": {"memoryMiB": 8192, "tags": ["urn:tag"]}}}},
 }
 
 EXPECTED_COLUMNS: dict[type[CapiObject], list[str]] = {
@@ -386,6 +418,9 @@ GROUPS = {
     NetnsCluster: "infrastructure.cluster.x-k8s.io",
     NetnsMachine: "infrastructure.cluster.x-k8s.io",
     NetnsMachineTemplate: "infrastructure.cluster.x-k8s.io",
+    VSphereCluster: "infrastructure.cluster.x-k8s.io",
+    VSphereMachine: "infrastructure.cluster.x-k8s.io",
+    VSphereMachineTemplate: "infrastructure.cluster.x-k8s.io",
 }
 
 KINDS = list(capi.ALL_KINDS)

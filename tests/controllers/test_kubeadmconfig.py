@@ -1,10 +1,13 @@
-"""The kubeadm bootstrap controller: cloud-config rendering (pure, checked by parsing what it writes)
-and the controller writing it into the config's Secret, refusing ignition, and waiting for the
-Secrets file contents come from."""
+"""The kubeadm bootstrap controller: cloud-config and Bottlerocket rendering (pure, checked by
+parsing what it writes; tests/controllers/test_bootstrap_golden.py pins whole documents) and the
+controller writing it into the config's Secret, refusing ignition, and waiting for the Secrets file
+contents come from."""
 
 from __future__ import annotations
 
 import base64
+import json
+import tomllib
 from typing import Any
 
 import pytest
@@ -18,7 +21,11 @@ from anywhere.controllers.kubeadmconfig import (
     INIT_CONFIG_PATH,
     JOIN_CONFIG_PATH,
     MissingSecretError,
+    UnsupportedFormatError,
+    bootstrap_format,
     is_init,
+    render_bootstrap_data,
+    render_bottlerocket,
     render_cloud_config,
     resolve_secret_sources,
 )
@@ -116,6 +123,95 @@ def test_rendering_is_deterministic() -> None:
     assert render_cloud_config(INIT_SPEC) == render_cloud_config(INIT_SPEC)
 
 
+# -- the format, and Bottlerocket --------------------------------------------------------------------
+
+
+def test_the_format_picks_the_rendering_and_cloud_config_is_the_default() -> None:
+    assert render_bootstrap_data(INIT_SPEC) == (render_cloud_config(INIT_SPEC), "cloud-config")
+    cloud = {**INIT_SPEC, "format": "cloud-config"}
+    assert render_bootstrap_data(cloud) == (render_cloud_config(INIT_SPEC), "cloud-config")
+    bottlerocket = {**INIT_SPEC, "format": "bottlerocket"}
+    assert render_bootstrap_data(bottlerocket) == (render_bottlerocket(bottlerocket), "bottlerocket")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "message"),
+    [
+        ("ignition", "bootstrap format ignition is not supported; use cloud-config or bottlerocket"),
+        ("toml", "bootstrap format 'toml' is not supported; use cloud-config or bottlerocket"),
+    ],
+)
+def test_other_formats_are_refused_naming_the_rendered_ones(fmt: str, message: str) -> None:
+    with pytest.raises(UnsupportedFormatError) as raised:
+        bootstrap_format({"format": fmt})
+    assert str(raised.value) == message
+    with pytest.raises(UnsupportedFormatError):
+        render_bootstrap_data({**INIT_SPEC, "format": fmt})
+
+
+def _bottlerocket(spec: Obj) -> Obj:
+    settings = tomllib.loads(render_bottlerocket(spec))["settings"]
+    assert isinstance(settings, dict)
+    return settings
+
+
+def _user_data(settings: Obj, container: str) -> str:
+    return base64.b64decode(settings["host-containers"][container]["user-data"]).decode()
+
+
+def test_bottlerocket_runs_the_cloud_config_of_files_and_commands_in_the_bootstrap_container() -> None:
+    settings = _bottlerocket(INIT_SPEC)
+    payload = _user_data(settings, "kubeadm-bootstrap")
+    without = {k: v for k, v in INIT_SPEC.items() if k not in ("users", "ntp")}
+    assert payload == render_cloud_config(without)
+    assert json.loads(_user_data(settings, "admin")) == {"ssh": {"authorized-keys": ["ssh-ed25519 AAA"]}}
+    assert settings["ntp"] == {"time-servers": ["time.example.com"]}
+    assert settings["network"] == {"hostname": "demo-cp-abcde"}
+    assert settings["kubernetes"]["cluster-name"] == "demo"
+
+
+def test_bottlerocket_settings_of_a_bare_spec_are_the_defaults_only() -> None:
+    settings = _bottlerocket({"ntp": {"enabled": False, "servers": ["time.example.com"]}})
+    assert settings["kubernetes"] == {
+        "standalone-mode": True,
+        "authentication-mode": "tls",
+        "cluster-domain": "cluster.local",
+    }
+    # No keys is said explicitly: the admin container must not go looking for others.
+    assert json.loads(_user_data(settings, "admin")) == {"ssh": {"authorized-keys": []}}
+    assert set(settings) == {"host-containers", "kubernetes"}
+
+
+def test_bottlerocket_reads_domain_endpoint_labels_and_taints_from_the_kubeadm_documents() -> None:
+    spec = {
+        "clusterConfiguration": {"networking": {"dnsDomain": "corp.internal"}},
+        "joinConfiguration": {
+            "discovery": {"bootstrapToken": {"apiServerEndpoint": "https://api.example.com:6443"}},
+            "nodeRegistration": {
+                "kubeletExtraArgs": {"node-labels": "a=1, b=2,,empty="},
+                "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+            },
+        },
+        "users": [
+            {"name": "one", "sshAuthorizedKeys": ["ssh-ed25519 K1", "ssh-ed25519 K2"], "passwd": "$6$x"},
+            {"name": "two", "sshAuthorizedKeys": ["ssh-ed25519 K1", ""]},
+        ],
+    }
+    settings = _bottlerocket(spec)
+    kubernetes = settings["kubernetes"]
+    assert kubernetes["cluster-domain"] == "corp.internal"
+    assert kubernetes["api-server"] == "https://api.example.com:6443"
+    assert kubernetes["node-labels"] == {"a": "1", "b": "2", "empty": ""}
+    assert kubernetes["node-taints"] == {"node-role.kubernetes.io/control-plane": ":NoSchedule"}
+    keys = json.loads(_user_data(settings, "admin"))["ssh"]["authorized-keys"]
+    assert keys == ["ssh-ed25519 K1", "ssh-ed25519 K2"]
+    assert "$6$x" not in _user_data(settings, "kubeadm-bootstrap")
+
+
+def test_bottlerocket_rendering_is_deterministic() -> None:
+    assert render_bottlerocket(INIT_SPEC) == render_bottlerocket(INIT_SPEC)
+
+
 def _secret(name: str, **data: str) -> Obj:
     return {
         "metadata": {"name": name},
@@ -211,10 +307,29 @@ async def test_ignition_is_refused_with_a_clear_condition(
         "DataSecretGenerationFailed",
         "Error",
     )
-    assert condition["message"] == "bootstrap format ignition is not supported; use cloud-config"
+    assert (
+        condition["message"] == "bootstrap format ignition is not supported; use cloud-config or bottlerocket"
+    )
     assert not (items[0].get("status") or {}).get("ready")
     listing = await client.list(SECRETS, namespace)
     assert [s["metadata"]["name"] for s in listing["items"] if s["metadata"]["name"] == "m2"] == []
+
+
+async def test_a_bottlerocket_config_gets_bottlerocket_data_and_format(
+    client: Client, namespace: str, context: Context
+) -> None:
+    spec = {**JOIN_SPEC, "format": "bottlerocket"}
+    await client.create(KUBEADM_CONFIGS, _config(namespace, "m4", spec))
+    async with running(context, [kubeadmconfig.controller(context)]):
+        await eventually(
+            client,
+            KUBEADM_CONFIGS,
+            namespace,
+            lambda items: bool((items[0].get("status") or {}).get("ready")),
+        )
+    secret = await client.get(SECRETS, "m4", namespace)
+    assert base64.b64decode(secret["data"]["format"]) == b"bottlerocket"
+    assert base64.b64decode(secret["data"]["value"]).decode() == render_bottlerocket(spec)
 
 
 async def test_a_file_from_a_missing_secret_waits_for_it(

@@ -1224,6 +1224,7 @@ async def apply_and_wait(client: Client, rollout: Rollout, existing: Obj | None)
     )
     before = int(_meta(existing).get("generation") or 0) if existing else 0
     stale = (existing.get("status") or {}).get("failureMessage") if existing else None
+    await _vsphere().store_credentials(client, spec)
     cluster = await apply_manifest(client, documents, namespace)
     generation = int(_meta(cluster).get("generation") or 1)
     if rollout.spec_out is not None:
@@ -1290,6 +1291,7 @@ def create_cluster(
             no_timeouts,
         )
         spec = read_spec(file, timeouts, for_create=True)
+        _vsphere().preflight(spec)
         if kubeconfig is not None or spec.managed_by_other:
             _create_workload(spec, kubeconfig, timeouts, verbosity, session)
         elif _netns().is_netns(spec):
@@ -1533,6 +1535,11 @@ def target_for(spec: Spec, kubeconfig: Path | None, verbosity: int) -> Target:
     return Target(path, state)
 
 
+def _vsphere() -> types.ModuleType:
+    """The vSphere provider's CLI steps, imported when used (it imports this module, and pyVmomi)."""
+    return importlib.import_module("anywhere.cli.vsphere")
+
+
 def _netns() -> types.ModuleType:
     """The netns provider's self-managed flow, imported when used (it imports this module)."""
     return importlib.import_module("anywhere.cli.netns")
@@ -1588,6 +1595,7 @@ def upgrade_cluster(
             no_timeouts,
         )
         spec = read_spec(file, timeouts)
+        _vsphere().preflight(spec)
         target = target_for(spec, kubeconfig, verbosity)
         folder = Path(spec.name)
         spec_out = folder / f"{spec.name}-eks-a-cluster.yaml"

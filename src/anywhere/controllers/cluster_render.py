@@ -8,6 +8,11 @@ Machine templates are immutable in Cluster API: a changed machine config yields 
 new name (its content hash), and the control plane or machine deployment that points at the new
 name rolls its machines. Kubeadm configuration changes roll machines the same way, through the
 control plane's spec hash or the deployment's template.
+
+The machine config also decides how its machines boot, for every provider alike: its ``osFamily``
+picks the bootstrap data format (``bottlerocket`` for Bottlerocket; otherwise the default,
+``cloud-config``, left unset), and its ``users`` become the kubeadm config's users (with
+their SSH keys and passwordless sudo), as EKS Anywhere's providers write them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from anywhere.api.capi import (
     CONTROL_PLANE_LABEL,
     MACHINE_DEPLOYMENT_NAME_LABEL,
 )
+from anywhere.api.capi.kubeadm import FORMAT_BOTTLEROCKET
 from anywhere.api.config import ClusterConfig
 from anywhere.api.defaults import (
     DEFAULT_CONTROL_PLANE_MAX_UNHEALTHY,
@@ -33,6 +39,8 @@ from anywhere.api.defaults import (
     control_plane_rollout,
     worker_rollout,
 )
+from anywhere.api.infra._machine import BOTTLEROCKET
+from anywhere.api.v1alpha1._base import Object
 from anywhere.api.v1alpha1.cluster import Cluster, MachineHealthCheck, WorkerNodeGroupConfiguration
 from anywhere.controllers.objects import owner_reference, short_hash
 from anywhere.controllers.resources import SYSTEM_NAMESPACE
@@ -56,6 +64,8 @@ NODE_CIDR_MASK_ANNOTATION: Final = "anywhere.eks.amazonaws.com/node-cidr-mask-si
 AUTOSCALER_MIN_ANNOTATION: Final = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
 AUTOSCALER_MAX_ANNOTATION: Final = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size"
 ETCD_PORT: Final = 2379
+# What EKS Anywhere grants the users of its machine configs.
+USER_SUDO: Final = "ALL=(ALL) NOPASSWD:ALL"
 
 
 def kubernetes_release(version: str) -> str:
@@ -195,7 +205,7 @@ def render(config: ClusterConfig, provider: Provider, *, owner: Obj | None = Non
                     "namespace": SYSTEM_NAMESPACE,
                 },
             },
-            "kubeadmConfigSpec": _control_plane_kubeadm(cluster, pods, services),
+            "kubeadmConfigSpec": _control_plane_kubeadm(cluster, pods, services, cp_machine),
             "rolloutStrategy": strategy,
         },
     }
@@ -236,7 +246,7 @@ def _worker_group(
     md_name = f"{cluster_name}-{group_name}"
     template_spec = {"template": {"spec": provider.machine_template_spec(machine_config)}}
     template_name = f"{md_name}-{short_hash(template_spec)}"
-    bootstrap_spec = {"template": {"spec": _worker_kubeadm(group)}}
+    bootstrap_spec = {"template": {"spec": _worker_kubeadm(group, machine_config)}}
     bootstrap_name = f"{md_name}-{short_hash(bootstrap_spec)}"
     version = kubernetes_release(group.kubernetes_version or cluster.spec.kubernetes_version or "")
     rollout = worker_rollout(group)
@@ -369,7 +379,33 @@ def _taints(taints: list[Any] | None) -> list[Obj]:
     return [t.to_dict() for t in taints or []]
 
 
-def _control_plane_kubeadm(cluster: Cluster, pods: list[str], services: list[str]) -> Obj:
+def _machine_bootstrap(machine_config: Object) -> Obj:
+    """The kubeadm config fields a machine config decides: ``format`` from its ``osFamily`` and
+    ``users`` from its users. Read by attribute, so every provider's machine config kind is served
+    the same way and a kind without these fields gets cloud-config and no users."""
+    spec = getattr(machine_config, "spec", None)
+    os_family = getattr(spec, "os_family", None)
+    # cloud-config is the default format: left out, so clusters made before formats were rendered
+    # keep their spec hashes (and machines) when the controllers are upgraded.
+    out: Obj = {"format": FORMAT_BOTTLEROCKET} if os_family == BOTTLEROCKET else {}
+    users: list[Obj] = []
+    for user in getattr(spec, "users", None) or []:
+        if not user.name:
+            continue
+        entry: Obj = {"name": user.name, "sudo": USER_SUDO}
+        # A blank key (a placeholder left in a config) would be an empty line in authorized_keys.
+        keys = [key for key in user.ssh_authorized_keys or [] if key and key.strip()]
+        if keys:
+            entry["sshAuthorizedKeys"] = keys
+        users.append(entry)
+    if users:
+        out["users"] = users
+    return out
+
+
+def _control_plane_kubeadm(
+    cluster: Cluster, pods: list[str], services: list[str], machine_config: Object
+) -> Obj:
     control = cluster.spec.control_plane_configuration
     assert control is not None
     endpoint = control.endpoint.host if control.endpoint and control.endpoint.host else ""
@@ -392,10 +428,11 @@ def _control_plane_kubeadm(cluster: Cluster, pods: list[str], services: list[str
         },
         "initConfiguration": {"nodeRegistration": node_registration},
         "joinConfiguration": {"nodeRegistration": node_registration, "controlPlane": {}},
+        **_machine_bootstrap(machine_config),
     }
 
 
-def _worker_kubeadm(group: WorkerNodeGroupConfiguration) -> Obj:
+def _worker_kubeadm(group: WorkerNodeGroupConfiguration, machine_config: Object) -> Obj:
     node_registration: Obj = {"taints": _taints(group.taints)}
     if group.labels:
         node_registration["kubeletExtraArgs"] = {
@@ -403,4 +440,7 @@ def _worker_kubeadm(group: WorkerNodeGroupConfiguration) -> Obj:
         }
     if group.kubelet_configuration:
         node_registration["kubeletConfiguration"] = dict(group.kubelet_configuration)
-    return {"joinConfiguration": {"nodeRegistration": node_registration}}
+    return {
+        "joinConfiguration": {"nodeRegistration": node_registration},
+        **_machine_bootstrap(machine_config),
+    }

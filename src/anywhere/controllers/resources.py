@@ -46,6 +46,11 @@ __all__ = [
     "SIM_MACHINE_CONFIGS",
     "SIM_MACHINE_TEMPLATES",
     "SYSTEM_NAMESPACE",
+    "VSPHERE_CLUSTERS",
+    "VSPHERE_DATACENTERS",
+    "VSPHERE_MACHINES",
+    "VSPHERE_MACHINE_CONFIGS",
+    "VSPHERE_MACHINE_TEMPLATES",
     "anywhere_resource",
     "resource_of",
 ]
@@ -72,6 +77,8 @@ SIM_DATACENTERS: Final = anywhere_resource("simdatacenterconfigs", "SimDatacente
 SIM_MACHINE_CONFIGS: Final = anywhere_resource("simmachineconfigs", "SimMachineConfig")
 NETNS_DATACENTERS: Final = anywhere_resource("netnsdatacenterconfigs", "NetnsDatacenterConfig")
 NETNS_MACHINE_CONFIGS: Final = anywhere_resource("netnsmachineconfigs", "NetnsMachineConfig")
+VSPHERE_DATACENTERS: Final = anywhere_resource("vspheredatacenterconfigs", "VSphereDatacenterConfig")
+VSPHERE_MACHINE_CONFIGS: Final = anywhere_resource("vspheremachineconfigs", "VSphereMachineConfig")
 
 CAPI_CLUSTERS: Final = Resource(CLUSTER_GROUP, VERSION, "clusters", True, "Cluster")
 MACHINES: Final = Resource(CLUSTER_GROUP, VERSION, "machines", True, "Machine")
@@ -96,6 +103,11 @@ NETNS_CLUSTERS: Final = Resource(INFRASTRUCTURE_GROUP, VERSION, "netnsclusters",
 NETNS_MACHINES: Final = Resource(INFRASTRUCTURE_GROUP, VERSION, "netnsmachines", True, "NetnsMachine")
 NETNS_MACHINE_TEMPLATES: Final = Resource(
     INFRASTRUCTURE_GROUP, VERSION, "netnsmachinetemplates", True, "NetnsMachineTemplate"
+)
+VSPHERE_CLUSTERS: Final = Resource(INFRASTRUCTURE_GROUP, VERSION, "vsphereclusters", True, "VSphereCluster")
+VSPHERE_MACHINES: Final = Resource(INFRASTRUCTURE_GROUP, VERSION, "vspheremachines", True, "VSphereMachine")
+VSPHERE_MACHINE_TEMPLATES: Final = Resource(
+    INFRASTRUCTURE_GROUP, VERSION, "vspheremachinetemplates", True, "VSphereMachineTemplate"
 )
 
 DAEMONSETS: Final = Resource("apps", "v1", "daemonsets", True, "DaemonSet")

@@ -10,7 +10,11 @@ __all__ = ["all_providers", "provider_for_datacenter", "provider_for_infra_clust
 
 # Providers with controllers, by module; each module exposes PROVIDER. Imported on first use, so
 # that listing them costs nothing until a plane runs.
-_MODULES = ("anywhere.providers.sim.provider", "anywhere.providers.netns.provider")
+_MODULES = (
+    "anywhere.providers.sim.provider",
+    "anywhere.providers.netns.provider",
+    "anywhere.providers.vsphere.provider",
+)
 _loaded: list[Provider] = []
 
 

@@ -34,6 +34,9 @@ from anywhere.api.capi.infrastructure import (
     SimCluster,
     SimMachine,
     SimMachineTemplate,
+    VSphereCluster,
+    VSphereMachine,
+    VSphereMachineTemplate,
 )
 from anywhere.api.capi.kubeadm import KubeadmConfig, KubeadmConfigTemplate, KubeadmControlPlane
 from anywhere.api.capi.machine import Machine
@@ -56,6 +59,9 @@ ALL_KINDS: tuple[type[CapiObject], ...] = (
     NetnsCluster,
     NetnsMachine,
     NetnsMachineTemplate,
+    VSphereCluster,
+    VSphereMachine,
+    VSphereMachineTemplate,
 )
 
 KINDS: dict[tuple[str, str], type[CapiObject]] = {
@@ -95,4 +101,7 @@ __all__ = [
     "SimCluster",
     "SimMachine",
     "SimMachineTemplate",
+    "VSphereCluster",
+    "VSphereMachine",
+    "VSphereMachineTemplate",
 ]

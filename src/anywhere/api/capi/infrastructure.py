@@ -1,10 +1,12 @@
-"""``infrastructure.cluster.x-k8s.io/v1beta1`` kinds of our own providers, ``sim`` and ``netns``.
+"""``infrastructure.cluster.x-k8s.io/v1beta1`` kinds of our own providers: ``sim``, ``netns``
+and ``vsphere``.
 
 They follow Cluster API's provider contract: the infrastructure cluster reports ``status.ready``
 and the control plane endpoint; an infrastructure machine carries ``spec.providerID`` and reports
 ``status.ready`` and ``status.addresses``; a machine template wraps a machine spec as
 ``spec.template.spec``. Their behaviour settings are copied from the machine configs of the
-``anywhere`` cluster specification (SimMachineConfig, NetnsMachineConfig).
+``anywhere`` cluster specification (SimMachineConfig, NetnsMachineConfig,
+VSphereMachineConfig).
 """
 
 from __future__ import annotations
@@ -195,3 +197,118 @@ class NetnsMachineTemplate(InfrastructureObject):
     PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (age("NetnsMachineTemplate"),)
     kind: Literal["NetnsMachineTemplate"] = "NetnsMachineTemplate"
     spec: NetnsMachineTemplateSpec = Field(default_factory=NetnsMachineTemplateSpec)
+
+
+class VSphereFailureDomain(Model):
+    """Where in vCenter the machines of one failure domain go (a VSphereDatacenterConfig failure
+    domain: its compute cluster, resource pool, datastore, folder and network)."""
+
+    name: str | None = None
+    compute_cluster: str | None = None
+    resource_pool: str | None = None
+    datastore: str | None = None
+    folder: str | None = None
+    network: str | None = None
+
+
+class SecretRef(Model):
+    """A Secret in the object's namespace (or ``namespace``) holding ``username`` and ``password``."""
+
+    kind: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+
+
+class VSphereClusterSpec(InfraClusterSpec):
+    """The vCenter a cluster lives in (from its VSphereDatacenterConfig): server, how to trust it,
+    the credentials Secret, the datacenter and VM network, the failure domains machines spread
+    over, and the control plane VIP the user chose."""
+
+    server: str | None = None
+    thumbprint: str | None = None
+    insecure: bool | None = None
+    identity_ref: SecretRef | None = None
+    datacenter: str | None = None
+    network: str | None = None
+    failure_domains: list[VSphereFailureDomain] | None = None
+    control_plane_vip: str | None = Field(default=None, alias="controlPlaneVIP")
+
+
+class VSphereCluster(InfrastructureObject):
+    """The vSphere infrastructure of one cluster: ready once vCenter answers and the datacenter exists."""
+
+    KIND: ClassVar[str] = "VSphereCluster"
+    PLURAL: ClassVar[str] = "vsphereclusters"
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (
+        *_CLUSTER_COLUMNS,
+        column("Server", ".spec.server", description="vCenter server"),
+        age("VSphereCluster"),
+    )
+    kind: Literal["VSphereCluster"] = "VSphereCluster"
+    spec: VSphereClusterSpec = Field(default_factory=VSphereClusterSpec)
+    status: InfraClusterStatus | None = None
+
+
+class VSphereMachineSpec(Model):
+    """One VM: the template it is cloned from and how, its size, and where it goes in vCenter.
+
+    Placement fields left empty come from the machine's failure domain, if the cluster has any.
+    ``tags`` are vSphere tag IDs attached to the VM; ``osFamily`` says which bootstrap format the
+    guest reads (cloud-init for ubuntu/redhat, TOML user data for bottlerocket).
+    """
+
+    provider_id: str | None = Field(default=None, alias="providerID")
+    template: str | None = None
+    clone_mode: str | None = None
+    num_cpus: int | None = Field(default=None, alias="numCPUs")
+    memory_mib: int | None = Field(default=None, alias="memoryMiB")
+    disk_gib: int | None = Field(default=None, alias="diskGiB")
+    datastore: str | None = None
+    folder: str | None = None
+    resource_pool: str | None = None
+    storage_policy_name: str | None = None
+    networks: list[str] | None = None
+    tags: list[str] | None = None
+    os_family: str | None = None
+
+
+class VSphereMachineStatus(InfraMachineStatus):
+    """What vCenter says about the VM: its managed object ID and instance UUID, the failure domain it
+    was placed in, and the vCenter task in flight (so a restarted controller follows it)."""
+
+    vm_ref: str | None = None
+    instance_uuid: str | None = None
+    failure_domain: str | None = None
+    task_ref: str | None = None
+
+
+class VSphereMachine(InfrastructureObject):
+    """A VM in vCenter, cloned from a template for one Machine."""
+
+    KIND: ClassVar[str] = "VSphereMachine"
+    PLURAL: ClassVar[str] = "vspheremachines"
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (*_MACHINE_COLUMNS, age("VSphereMachine"))
+    kind: Literal["VSphereMachine"] = "VSphereMachine"
+    spec: VSphereMachineSpec = Field(default_factory=VSphereMachineSpec)
+    status: VSphereMachineStatus | None = None
+
+
+class VSphereMachineTemplateResource(Model):
+    """The VSphereMachine each machine made from the template gets."""
+
+    metadata: TemplateMeta | None = None
+    spec: VSphereMachineSpec | None = None
+
+
+class VSphereMachineTemplateSpec(Model):
+    template: VSphereMachineTemplateResource | None = None
+
+
+class VSphereMachineTemplate(InfrastructureObject):
+    """A VSphereMachine to copy for every machine of a control plane, MachineDeployment or MachineSet."""
+
+    KIND: ClassVar[str] = "VSphereMachineTemplate"
+    PLURAL: ClassVar[str] = "vspheremachinetemplates"
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (age("VSphereMachineTemplate"),)
+    kind: Literal["VSphereMachineTemplate"] = "VSphereMachineTemplate"
+    spec: VSphereMachineTemplateSpec = Field(default_factory=VSphereMachineTemplateSpec)

@@ -23,9 +23,14 @@ from anywhere.api.capi._base import (
 )
 from anywhere.api.v1alpha1._base import Condition, Model
 
-# Bootstrap data formats (``spec.format``) and file encodings (``files[].encoding``).
+# Bootstrap data formats (``spec.format``) and file encodings (``files[].encoding``). ``cloud-config``
+# (cloud-init user data, the default) and ``bottlerocket`` (Bottlerocket's TOML settings, the format
+# EKS Anywhere's Cluster API adds for Bottlerocket machines) are rendered; ``ignition`` is Cluster API's
+# too, but not rendered. The field is a plain string in the schema, not an enum: a format the
+# controller cannot render is refused by it with a condition that names the ones it can.
 FORMAT_CLOUD_CONFIG: Final = "cloud-config"
 FORMAT_IGNITION: Final = "ignition"
+FORMAT_BOTTLEROCKET: Final = "bottlerocket"
 ENCODINGS: Final = ("base64", "gzip", "gzip+base64")
 
 

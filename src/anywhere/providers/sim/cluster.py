@@ -1,7 +1,8 @@
 """The SimCluster controller: a simulated cluster's infrastructure is its API endpoint.
 
 For every SimCluster this controller serves a Kubernetes API in this process
-(:class:`~anywhere.providers.sim.endpoints.EndpointHost`), records where in
+(:class:`~anywhere.providers.sim.served.ServedClusterAPI`, on the plane's one
+:class:`~anywhere.providers.sim.endpoints.EndpointHost`), records where in
 ``spec.controlPlaneEndpoint`` (so a restarted plane binds the same port again), writes the
 cluster's admin kubeconfig into Secret ``NAME-kubeconfig`` as Cluster API does, and reports
 ``status.ready``. The self-managed cluster (``ctx.self_cluster``) is served by the plane's own API
@@ -16,41 +17,37 @@ which is how "endpoint already in use" reaches the user.
 
 from __future__ import annotations
 
-import base64
 import copy
 import logging
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
-from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.controllers.conditions import ERROR, READY, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     add_finalizer,
     cluster_paused,
-    create_or_patch,
     deleting,
     is_paused,
-    labels_of,
     name_of,
     namespace_of,
-    owner_reference,
-    patch_at_version,
     remove_finalizer,
     write_status,
 )
-from anywhere.controllers.remote import kubeconfig_secret_name
-from anywhere.controllers.resources import CAPI_CLUSTERS, SECRETS, SIM_CLUSTERS, SIM_MACHINES
-from anywhere.providers.sim.endpoints import HOST, Endpoint, EndpointError, EndpointHost
+from anywhere.controllers.resources import CAPI_CLUSTERS, SIM_CLUSTERS, SIM_MACHINES
+from anywhere.providers.sim.endpoints import EndpointError, EndpointHost
+from anywhere.providers.sim.served import (
+    ENDPOINT_RETRY,
+    ENDPOINT_UNAVAILABLE,
+    KUBECONFIG_SECRET_TYPE,
+    ServedClusterAPI,
+    cluster_name_of,
+)
 from anywhere.runtime import (
     Controller,
     InformerFactory,
-    KubeConfigError,
-    NotFoundError,
     Result,
     enqueue_mapped,
-    parse_kubeconfig,
     split_key,
 )
 
@@ -68,11 +65,7 @@ log = logging.getLogger("anywhere.controllers.simcluster")
 Obj = dict[str, Any]
 
 FINALIZER = "simcluster.infrastructure.cluster.x-k8s.io"
-KUBECONFIG_SECRET_TYPE = "cluster.x-k8s.io/secret"
 UNAVAILABLE_CONTROL_PLANE_IP = "UnavailableControlPlaneIP"
-ENDPOINT_UNAVAILABLE = "EndpointUnavailable"
-# A port held by another process may come free; look again this often.
-ENDPOINT_RETRY = 15.0
 
 
 def _vip(obj: Obj) -> str:
@@ -92,10 +85,6 @@ def _age(obj: Obj) -> tuple[str, str, str]:
     return (str(meta.get("creationTimestamp") or ""), namespace_of(obj), name_of(obj))
 
 
-def _cluster_of(obj: Obj) -> str:
-    return labels_of(obj).get(CLUSTER_NAME_LABEL) or name_of(obj)
-
-
 def vip_conflict(cluster: Obj, clusters: Iterable[Obj], machines: Iterable[Obj]) -> str | None:
     """Why ``cluster``'s control plane VIP is unavailable, or None when it is free.
 
@@ -113,34 +102,31 @@ def vip_conflict(cluster: Obj, clusters: Iterable[Obj], machines: Iterable[Obj])
         if _age(other) < mine:
             return (
                 f"control plane endpoint {vip} is already in use by cluster "
-                f"{namespace_of(other)}/{_cluster_of(other)}; choose a free address in the node subnet, "
+                f"{namespace_of(other)}/{cluster_name_of(other)}; choose a free address in the node subnet, "
                 "outside the DHCP range"
             )
     for machine in machines:
         if vip in _internal_ips(machine):
             return (
                 f"control plane endpoint {vip} is already in use: it is the address of machine "
-                f"{namespace_of(machine)}/{name_of(machine)} of cluster {_cluster_of(machine)}; choose a "
+                f"{namespace_of(machine)}/{name_of(machine)} of cluster {cluster_name_of(machine)}; choose a "
                 "free address in the node subnet, outside the DHCP range"
             )
     return None
 
 
-def _endpoint_of_kubeconfig(kubeconfig: bytes) -> tuple[str, int]:
-    server = parse_kubeconfig(kubeconfig).server
-    parts = urlsplit(server)
-    if not parts.hostname:
-        raise KubeConfigError(f"the server {server!r} has no host")
-    return parts.hostname, parts.port or 443
-
-
 class SimClusterController(Controller):
-    """Reconciles SimClusters; owns the :class:`EndpointHost` and stops it when it stops."""
+    """Reconciles SimClusters; the endpoints it serves stop when it stops.
+
+    ``host`` is for tests: an :class:`EndpointHost` of their own (closed when the controller
+    stops) instead of the plane's shared one.
+    """
 
     def __init__(self, ctx: Context, *, workers: int = 2, host: EndpointHost | None = None) -> None:
         super().__init__("simcluster", self._reconcile, workers=workers)
         self.ctx = ctx
-        self.host = host if host is not None else EndpointHost(ctx.data_dir)
+        self.served = ServedClusterAPI(ctx, host=host)
+        self.host = self.served.host
         self.clusters = ctx.manager.informer(SIM_CLUSTERS)
         self.machines = ctx.manager.informer(SIM_MACHINES)
         self.capi_clusters = ctx.manager.informer(CAPI_CLUSTERS)
@@ -152,7 +138,7 @@ class SimClusterController(Controller):
         try:
             await super().run(factory)
         finally:
-            await self.host.close()
+            await self.served.close()
 
     # -- event mapping -----------------------------------------------------------------------------
 
@@ -180,16 +166,13 @@ class SimClusterController(Controller):
 
     # -- reconcile ---------------------------------------------------------------------------------
 
-    def _self_managed(self, namespace: str, name: str) -> bool:
-        return self.ctx.self_cluster in (name, f"{namespace}/{name}")
-
     def _paused(self, obj: Obj) -> bool:
         if is_paused(obj):
             return True
-        return cluster_paused(self.capi_clusters.get(f"{namespace_of(obj)}/{_cluster_of(obj)}"))
+        return cluster_paused(self.capi_clusters.get(f"{namespace_of(obj)}/{cluster_name_of(obj)}"))
 
     async def _reconcile(self, key: str) -> Result | None:
-        namespace, name = split_key(key)
+        namespace, _ = split_key(key)
         obj = self.clusters.get(key)
         if obj is None or namespace is None:
             return None
@@ -210,24 +193,14 @@ class SimClusterController(Controller):
             return None
 
         try:
-            host, port, kubeconfig = await self._endpoint(obj, namespace, name)
-        except (EndpointError, KubeConfigError) as exc:
+            obj = await self.served.serve(obj, SIM_CLUSTERS)
+        except EndpointError as exc:
             message = str(exc)
             log.warning("cluster %s: %s", key, message)
             status["ready"] = bool(status.get("ready"))  # a served cluster stays ready
             set_false(status, READY, ENDPOINT_UNAVAILABLE, message, ERROR)
             await write_status(self.ctx.client, SIM_CLUSTERS, obj, status)
             return Result(requeue_after=ENDPOINT_RETRY)
-
-        recorded = (obj.get("spec") or {}).get("controlPlaneEndpoint") or {}
-        if recorded.get("host") != host or recorded.get("port") != port:
-            obj = await patch_at_version(
-                self.ctx.client,
-                SIM_CLUSTERS,
-                obj,
-                {"spec": {"controlPlaneEndpoint": {"host": host, "port": port}}},
-            )
-        await self._kubeconfig_secret(obj, kubeconfig)
 
         status["ready"] = True
         status.pop("failureReason", None)
@@ -236,52 +209,9 @@ class SimClusterController(Controller):
         await write_status(self.ctx.client, SIM_CLUSTERS, obj, status)
         return None
 
-    async def _endpoint(self, obj: Obj, namespace: str, name: str) -> tuple[str, int, bytes]:
-        if self._self_managed(namespace, name):
-            kubeconfig = self.ctx.self_kubeconfig
-            if not kubeconfig:
-                raise EndpointError(
-                    f"cluster {namespace}/{name} is this plane's own cluster, but the plane has no admin "
-                    "kubeconfig of its API to hand out"
-                )
-            host, port = _endpoint_of_kubeconfig(kubeconfig)
-            return host, port, kubeconfig
-        recorded = (obj.get("spec") or {}).get("controlPlaneEndpoint") or {}
-        wanted = recorded.get("port") if recorded.get("host") == HOST else None
-        endpoint: Endpoint = await self.host.ensure(
-            namespace, name, wanted if isinstance(wanted, int) and wanted > 0 else None
-        )
-        return HOST, endpoint.port, endpoint.kubeconfig
-
-    async def _kubeconfig_secret(self, obj: Obj, kubeconfig: bytes) -> None:
-        namespace = namespace_of(obj)
-        cluster = _cluster_of(obj)
-        secret_name = kubeconfig_secret_name(cluster)
-        desired: Obj = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": secret_name,
-                "namespace": namespace,
-                "labels": {CLUSTER_NAME_LABEL: cluster},
-                "ownerReferences": [owner_reference(obj, controller=True)],
-            },
-            "type": KUBECONFIG_SECRET_TYPE,
-            "data": {"value": base64.b64encode(kubeconfig).decode("ascii")},
-        }
-        try:
-            current: Obj | None = await self.ctx.client.get(SECRETS, secret_name, namespace)
-        except NotFoundError:
-            current = None
-        await create_or_patch(self.ctx.client, SECRETS, desired, current)
-
     async def _delete(self, obj: Obj) -> None:
-        namespace, name = namespace_of(obj), name_of(obj)
-        await self.ctx.clusters.forget(namespace, _cluster_of(obj))  # its watches go first
-        if not self._self_managed(namespace, name):
-            await self.host.destroy(namespace, name)
+        await self.served.remove(obj)
         await remove_finalizer(self.ctx.client, SIM_CLUSTERS, obj, FINALIZER)
-        log.info("cluster %s/%s: endpoint removed", namespace, name)
 
 
 def controller(ctx: Context, *, workers: int = 2) -> SimClusterController:

@@ -151,6 +151,8 @@ class EndpointHost:
             if served is not None:
                 await _shutdown(served)
                 log.info("stopped the API of cluster %s/%s", namespace, cluster)
+            if not self._served:  # nothing left to compact: no task outlives the last endpoint
+                await self._stop_compactor()
 
     async def destroy(self, namespace: str, cluster: str) -> None:
         """Stop serving the cluster's API and delete its state (the cluster is gone)."""
@@ -167,17 +169,20 @@ class EndpointHost:
 
     async def close(self) -> None:
         """Stop every endpoint (the plane stops)."""
-        if self._compactor is not None:
-            self._compactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._compactor
-            self._compactor = None
+        await self._stop_compactor()
         served, self._served = list(self._served.values()), {}
         for one in served:
             with contextlib.suppress(Exception):
                 await _shutdown(one)
 
     # -- internals -------------------------------------------------------------------------------
+
+    async def _stop_compactor(self) -> None:
+        compactor, self._compactor = self._compactor, None
+        if compactor is not None:
+            compactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await compactor
 
     async def _start(self, key: tuple[str, str], folder: Path, port: int | None) -> _Served:
         namespace, cluster = key

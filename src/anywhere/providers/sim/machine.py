@@ -9,15 +9,17 @@ that Machine has its bootstrap data, the machine:
    ``anywhere.eks.amazonaws.com/sim-fail-boot: "true"``), it fails with ``status.failureReason``.
    The plan (when the boot started, when it ends, whether it fails) is recorded in annotations
    before the wait, so a restarted plane neither re-rolls the dice nor restarts the delay;
-3. gets ``spec.providerID`` and ``status.ready``; a control plane machine joins the cluster's etcd
-   (the first one bootstraps it);
-4. runs its "kubelet" in the workload cluster: registers Node ``<machine>``, keeps its status
+3. gets ``spec.providerID`` and ``status.ready``; then, once its SimCluster's API is served, the
+   plane plays its guest (:class:`~anywhere.providers.sim.guest.SimulatedGuest`, which the
+   ``vsphere`` provider's empty VMs use too): a control plane machine joins the cluster's etcd
+   (the first one bootstraps it), and its "kubelet" registers Node ``<machine>``, keeps its status
    (Ready once the node has a pod CIDR and the CNI is configured, i.e. DaemonSet
    ``kube-system/cilium`` exists) and renews its Lease ``kube-node-lease/<machine>`` every
    :data:`HEARTBEAT_PERIOD` seconds. Annotating the SimMachine
    ``anywhere.eks.amazonaws.com/sim-fail: "true"`` stops the kubelet: the Node's conditions go
    Unknown (as the node lifecycle controller sets them) and its etcd member becomes unhealthy;
-   removing the annotation brings both back.
+   removing the annotation brings both back. A new boot plan is a reboot: the Node's ``bootID``
+   changes.
 
 The simulated network is one network per plane: machines of clusters that share a node subnet
 share its addresses, and no machine is given a control plane VIP of any cluster. The pool is
@@ -43,15 +45,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from anywhere.api.capi import CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL
+from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.api.duration import parse_duration
-from anywhere.controllers.conditions import ERROR, READY, WARNING, is_true, set_false, set_true
+from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     add_finalizer,
     annotations_of,
     cluster_paused,
-    controller_of,
     controlling,
     deleting,
     flag_is_true,
@@ -66,45 +67,27 @@ from anywhere.controllers.objects import (
     remove_finalizer,
     write_status,
 )
-from anywhere.controllers.remote import ClusterNotReachable
 from anywhere.controllers.resources import (
     CAPI_CLUSTERS,
-    LEASES,
     MACHINES,
-    NODES,
     SIM_CLUSTERS,
     SIM_MACHINES,
 )
 from anywhere.providers.base import CREATE_ERROR
 from anywhere.providers.kubelet import (
-    CLUSTER_NAME_ANNOTATION,
-    CLUSTER_NAMESPACE_ANNOTATION,
     CNI_DAEMONSET,
     HEARTBEAT_PERIOD,
     LEASE_DURATION_SECONDS,
     NODE_LEASE_NAMESPACE,
-    cni_configured,
-    create_or_adopt_node,
     node_addresses,
-    node_annotations,
     node_conditions,
-    node_info,
-    node_labels,
-    not_ready_poll,
-    renew_node_lease,
     rfc3339,
-    write_node_status,
 )
 from anywhere.providers.sim.dhcp import DhcpError, LeasePool, PoolExhaustedError
-from anywhere.providers.sim.etcd import EtcdCluster
-from anywhere.providers.sim.etcd_admin import change_members
+from anywhere.providers.sim.guest import ETCD_JOINED_ANNOTATION, FAIL_ANNOTATION, RETRY, SimulatedGuest
 from anywhere.runtime import (
-    Client,
     Controller,
-    Informer,
-    NotFoundError,
     Result,
-    TransportError,
     enqueue_mapped,
     enqueue_self,
     split_key,
@@ -135,16 +118,16 @@ log = logging.getLogger("anywhere.controllers.simmachine")
 Obj = dict[str, Any]
 
 FINALIZER: Final = "simmachine.infrastructure.cluster.x-k8s.io"
-FAIL_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-fail"
 FAIL_BOOT_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-fail-boot"
 BOOT_STARTED_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-boot-started"
 BOOT_READY_AT_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-boot-ready-at"
 BOOT_FAILS_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-boot-fails"
-ETCD_JOINED_ANNOTATION: Final = "anywhere.eks.amazonaws.com/sim-etcd-joined"
-# How soon to look again when something outside our watches may change (a full DHCP range, a
-# workload API that is not served yet).
-RETRY: Final = 5.0
+# How soon to look again when a full DHCP range may have room (RETRY, from the guest: when a
+# workload API that is not served yet may be).
 EXHAUSTED_RETRY: Final = 30.0
+# What the simulated machines' Nodes say they run.
+OS_IMAGE: Final = "Ubuntu 22.04.5 LTS"
+KERNEL_VERSION: Final = "6.8.0-sim"
 
 # What a failed boot is to Cluster API: a terminal error creating the machine.
 BOOT_FAILURE_REASON: Final = CREATE_ERROR
@@ -286,15 +269,18 @@ class SimMachineController(Controller):
         self.watch(MACHINES, enqueue_mapped(lambda m: referenced_infrastructure(m, SIM_MACHINES.kind)))
         self.watch(SIM_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
         self.watch(CAPI_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
-        ctx.clusters.add_node_listener(self._on_node)
+        self.guest = SimulatedGuest(
+            ctx,
+            SIM_MACHINES,
+            os_image=OS_IMAGE,
+            kernel_version=KERNEL_VERSION,
+            boot_of=_boot_of,
+        )
+        ctx.clusters.add_node_listener(self.guest.node_listener(self.enqueue))
         self._lease_lock = asyncio.Lock()
         # Derived, in-memory only (a restart rebuilds them from the API):
         self._pending: dict[str, tuple[str, str, str]] = {}  # key -> (mac, hostname, address) not cached yet
-        self._renewed: dict[str, float] = {}  # key -> monotonic time of the last Lease renewal
-        self._etcd_health: dict[str, bool] = {}  # key -> member health last written
-        self._cni: set[tuple[str, str]] = set()  # clusters whose CNI is known to be configured
         self._starved: set[str] = set()  # machines waiting for an address to come free
-        self._not_ready_since: dict[str, float] = {}  # key -> when its node was first seen not Ready
 
     # -- event mapping -------------------------------------------------------------------------------
 
@@ -304,22 +290,12 @@ class SimMachineController(Controller):
             if labels_of(machine).get(CLUSTER_NAME_LABEL) == name:
                 yield f"{namespace}/{name_of(machine)}"
 
-    def _on_node(self, namespace: str, cluster: str, node: Obj) -> None:
-        meta = (node.get("metadata") or {}).get("annotations") or {}
-        if (
-            meta.get(CLUSTER_NAMESPACE_ANNOTATION) == namespace
-            and meta.get(CLUSTER_NAME_ANNOTATION) == cluster
-        ):
-            self.enqueue(f"{namespace}/{name_of(node)}")
-
     # -- reconcile -----------------------------------------------------------------------------------
 
     def _forget(self, key: str) -> None:
         self._pending.pop(key, None)
-        self._renewed.pop(key, None)
-        self._etcd_health.pop(key, None)
         self._starved.discard(key)
-        self._not_ready_since.pop(key, None)
+        self.guest.forget(key)
 
     def _released(self) -> None:
         """An address came free: the machines waiting for one try again now."""
@@ -403,13 +379,7 @@ class SimMachineController(Controller):
             return None  # its API is going away, and this machine with it
         if not (sim_cluster.get("status") or {}).get("ready"):
             return Result(requeue_after=RETRY)  # the workload API is not served yet
-        try:
-            return await self._kubelet(key, obj, owner, cluster_name, address, provider_id)
-        except (ClusterNotReachable, TransportError) as exc:
-            log.debug(
-                "machine %s: the API of cluster %s/%s is not reachable: %s", key, namespace, cluster_name, exc
-            )
-            return Result(requeue_after=RETRY)
+        return await self.guest.run(key, obj, owner, cluster_name, address, provider_id)
 
     def _sim_cluster(self, namespace: str, cluster_name: str, capi: Obj | None) -> Obj | None:
         ref = ((capi or {}).get("spec") or {}).get("infrastructureRef") or {}
@@ -472,160 +442,13 @@ class SimMachineController(Controller):
         await write_status(self.ctx.client, SIM_MACHINES, obj, status)
         log.info("machine %s/%s: %s", namespace_of(obj), name_of(obj), message)
 
-    # -- the kubelet -----------------------------------------------------------------------------------
-
-    async def _kubelet(
-        self, key: str, obj: Obj, owner: Obj, cluster: str, address: str, provider_id: str
-    ) -> Result | None:
-        namespace = namespace_of(obj)
-        # One look-up of the cluster gives both its Node cache and its client.
-        nodes = await self.ctx.clusters.nodes(namespace, cluster)
-        client = nodes.client
-        failing = flag_is_true(annotations_of(obj).get(FAIL_ANNOTATION))
-        control_plane = CONTROL_PLANE_LABEL in labels_of(obj) or CONTROL_PLANE_LABEL in labels_of(owner)
-        owner_deleting = deleting(owner)
-        if control_plane:
-            obj = await self._etcd(
-                key, obj, client, cluster, address, healthy=not failing, join=not owner_deleting
-            )
-        node = await self._node(
-            obj,
-            owner,
-            nodes,
-            namespace,
-            cluster,
-            address,
-            provider_id,
-            control_plane,
-            failing,
-            owner_deleting,
-        )
-        if node is None or failing:
-            self._renewed.pop(key, None)
-            return None
-        if is_true(node, READY):
-            self._not_ready_since.pop(key, None)
-            period = HEARTBEAT_PERIOD
-        else:
-            waited = time.monotonic() - self._not_ready_since.setdefault(key, time.monotonic())
-            period = not_ready_poll(waited)
-        due = self._renewed.get(key, float("-inf")) + HEARTBEAT_PERIOD - time.monotonic()
-        if due > 0.5:
-            return Result(requeue_after=min(due, period))
-        await self._renew_lease(client, node)
-        self._renewed[key] = time.monotonic()
-        return Result(requeue_after=period)
-
-    async def _etcd(
-        self, key: str, obj: Obj, client: Client, cluster: str, address: str, *, healthy: bool, join: bool
-    ) -> Obj:
-        name = name_of(obj)
-        joined = flag_is_true(annotations_of(obj).get(ETCD_JOINED_ANNOTATION))
-        if joined and self._etcd_health.get(key) == healthy:
-            return obj
-        peer, client_url = f"https://{address}:2380", f"https://{address}:2379"
-
-        def change(members: EtcdCluster | None) -> EtcdCluster | None:
-            if members is None or name not in members:
-                if joined or not join:
-                    return None  # removed by the control plane controller: never join again
-                if members is None or not len(members):
-                    members = members or EtcdCluster(cluster)
-                    members.bootstrap(name, peer, client_url)
-                else:
-                    members.add_member(name, peer, client_url)
-                    members.mark_healthy(name)  # the learner started and caught up
-                    members.promote(name)
-            member = members.member(name)
-            if member.healthy != healthy:
-                (members.mark_healthy if healthy else members.mark_unhealthy)(name)
-            if healthy and members.member(name).is_learner:
-                members.promote(name)
-            return members
-
-        await change_members(client, cluster, change)
-        self._etcd_health[key] = healthy
-        if not joined and join:
-            obj = await patch_at_version(
-                self.ctx.client,
-                SIM_MACHINES,
-                obj,
-                {"metadata": {"annotations": {ETCD_JOINED_ANNOTATION: "true"}}},
-            )
-            log.info("machine %s: joined the etcd cluster of %s", key, cluster)
-        return obj
-
-    async def _node(
-        self,
-        obj: Obj,
-        owner: Obj,
-        nodes: Informer,
-        namespace: str,
-        cluster: str,
-        address: str,
-        provider_id: str,
-        control_plane: bool,
-        failing: bool,
-        owner_deleting: bool,
-    ) -> Obj | None:
-        name = name_of(obj)
-        client = nodes.client
-        node: Obj | None
-        if nodes.synced:
-            node = nodes.get(name)
-        else:
-            try:
-                node = await client.get(NODES, name)
-            except NotFoundError:
-                node = None
-        version = str((owner.get("spec") or {}).get("version") or "")
-        labels = node_labels(name, control_plane=control_plane)
-        annotations = node_annotations(
-            str((controller_of(obj) or {}).get("name") or name), cluster, namespace
-        )
-        if node is None and (owner_deleting or failing):
-            return None  # a machine on its way out (or a dead kubelet) registers nothing
-        node, created = await create_or_adopt_node(
-            client, node, name, labels=labels, annotations=annotations, provider_id=provider_id
-        )
-        if created:
-            log.info("machine %s/%s: registered node %s in cluster %s", namespace, name, name, cluster)
-        pod_cidr = (node.get("spec") or {}).get("podCIDR")
-        ready = bool(pod_cidr) and not failing and await self._cni_configured(client, namespace, cluster)
-        return await write_node_status(
-            client,
-            node,
-            address=address,
-            hostname=name,
-            info=_node_info(obj, version),
-            failing=failing,
-            ready=ready,
-        )
-
-    async def _cni_configured(self, client: Client, namespace: str, cluster: str) -> bool:
-        """Whether the CNI (Cilium's DaemonSet) is installed; once seen, a node keeps its CNI config."""
-        if (namespace, cluster) in self._cni:
-            return True
-        if not await cni_configured(client):
-            return False
-        self._cni.add((namespace, cluster))
-        return True
-
-    async def _renew_lease(self, client: Client, node: Obj) -> None:
-        await renew_node_lease(client, node)
-
     # -- deletion ----------------------------------------------------------------------------------------
 
     async def _delete(self, obj: Obj, cluster: str, capi: Obj | None) -> None:
         key = f"{namespace_of(obj)}/{name_of(obj)}"
         sim_cluster = self._sim_cluster(namespace_of(obj), cluster, capi) if cluster else None
         going = (capi is not None and deleting(capi)) or sim_cluster is None or deleting(sim_cluster)
-        if not going:  # with the cluster on its way out, nobody reads the Lease any more
-            try:
-                client = await self.ctx.clusters.client(namespace_of(obj), cluster)
-                await client.delete(LEASES, name_of(obj), NODE_LEASE_NAMESPACE)
-            except (ClusterNotReachable, TransportError, NotFoundError):
-                pass  # nothing to stop, or nobody to tell
+        await self.guest.stop(obj, cluster, cluster_going=going)
         self._forget(key)  # the address is free once the object is gone from the cache
         await remove_finalizer(self.ctx.client, SIM_MACHINES, obj, FINALIZER)
 
@@ -634,16 +457,9 @@ def _addresses(address: str, hostname: str) -> list[Obj]:
     return node_addresses(address, hostname)
 
 
-def _node_info(obj: Obj, version: str) -> Obj:
-    uid = str((obj.get("metadata") or {}).get("uid") or name_of(obj))
-    return node_info(
-        machine_seed=uid,
-        boot_seed=uid + annotations_of(obj).get(BOOT_STARTED_ANNOTATION, ""),
-        version=version,
-        kernel_version="6.8.0-sim",
-        os_image="Ubuntu 22.04.5 LTS",
-        container_runtime="containerd://1.7.24",
-    )
+def _boot_of(obj: Obj) -> str:
+    """A SimMachine's boot is named by when its boot plan started: a new plan, a new ``bootID``."""
+    return annotations_of(obj).get(BOOT_STARTED_ANNOTATION, "")
 
 
 def controller(ctx: Context, *, workers: int = 2) -> SimMachineController:

@@ -1,0 +1,164 @@
+"""The VSphereCluster controller: vCenter reachable and trusted, the datacenter there, the API served.
+
+For every VSphereCluster, one level-triggered step at a time:
+
+1. logs in to its vCenter (:mod:`~anywhere.providers.vsphere.session`) and finds the datacenter;
+   what fails (unreachable, wrong thumbprint, untrusted certificate, refused credentials, missing
+   Secret, missing datacenter) is condition ``VCenterAvailable=False`` with that reason and a
+   message saying what to do, and ``Ready=False``; the cluster is looked at again with a growing
+   delay (2 s doubling up to a minute), so a vCenter that comes back is found;
+2. publishes the datacenter's failure domains in ``status.failureDomains`` (Cluster API's contract);
+3. serves the cluster's Kubernetes API and writes its kubeconfig Secret. In vSphere proper the API
+   is kube-apiserver on the control plane VMs behind kube-vip; against the vCenter simulator no
+   guest runs, so the plane serves it (as for the ``sim`` provider) and the machine controller
+   registers each VM's Node on its behalf — see :mod:`~anywhere.providers.vsphere.machine`;
+4. reports ``status.ready``.
+
+Deletion stops serving the API; the VMs go with their machines, before.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, Final
+
+from anywhere.api.capi import CLUSTER_NAME_LABEL
+from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false, set_true
+from anywhere.controllers.context import Context
+from anywhere.controllers.objects import (
+    add_finalizer,
+    cluster_paused,
+    deleting,
+    is_paused,
+    labels_of,
+    name_of,
+    namespace_of,
+    of_cluster,
+    remove_finalizer,
+    write_status,
+)
+from anywhere.controllers.resources import CAPI_CLUSTERS, SECRETS, VSPHERE_CLUSTERS, VSPHERE_MACHINES
+from anywhere.providers.sim.endpoints import EndpointError
+from anywhere.providers.sim.served import ENDPOINT_RETRY, ENDPOINT_UNAVAILABLE, ServedClusterAPI
+from anywhere.providers.vsphere._vcenter import Sessions, VCenterError
+from anywhere.providers.vsphere.inventory import find_datacenter
+from anywhere.providers.vsphere.session import session_for
+from anywhere.runtime import Controller, InformerFactory, Result, enqueue_mapped, split_key
+
+__all__ = ["FINALIZER", "VCENTER_AVAILABLE", "VSphereClusterController", "backoff", "controller"]
+
+log = logging.getLogger("anywhere.controllers.vspherecluster")
+Obj = dict[str, Any]
+
+FINALIZER: Final = "vspherecluster.infrastructure.cluster.x-k8s.io"
+VCENTER_AVAILABLE: Final = "VCenterAvailable"
+DATACENTER_NOT_FOUND: Final = "DatacenterNotFound"
+# Problems the user must fix (the spec or vCenter's content) are errors; the rest may pass.
+USER_ERRORS: Final = frozenset(
+    {
+        "ThumbprintMismatch",
+        "CertificateNotTrusted",
+        "InvalidCredentials",
+        "MissingCredentials",
+        DATACENTER_NOT_FOUND,
+    }
+)
+MAX_BACKOFF: Final = 60.0
+
+
+def backoff(failures: int) -> float:
+    """Seconds until the next attempt after ``failures`` failed ones in a row: 2, 4, 8 ... 60."""
+    return min(MAX_BACKOFF, 2.0 ** max(1, failures))
+
+
+class VSphereClusterController(Controller):
+    """Reconciles VSphereClusters (see the module doc)."""
+
+    def __init__(self, ctx: Context, sessions: Sessions, *, workers: int = 2) -> None:
+        super().__init__("vspherecluster", self._reconcile, workers=workers)
+        self.ctx = ctx
+        self.sessions = sessions
+        self.served = ServedClusterAPI(ctx)
+        self.clusters = ctx.manager.informer(VSPHERE_CLUSTERS)
+        self.capi_clusters = ctx.manager.informer(CAPI_CLUSTERS)
+        self.secrets = ctx.manager.informer(SECRETS)
+        self.machines = ctx.manager.informer(VSPHERE_MACHINES)
+        self.watch(VSPHERE_CLUSTERS, enqueue_mapped(lambda o: [f"{namespace_of(o)}/{name_of(o)}"]))
+        self.watch(CAPI_CLUSTERS, enqueue_mapped(self._infrastructure_of))
+        self._failures: dict[str, int] = {}
+
+    async def run(self, factory: InformerFactory) -> None:
+        try:
+            await super().run(factory)
+        finally:
+            await self.served.close()
+
+    def _infrastructure_of(self, capi: Obj) -> list[str]:
+        ref = (capi.get("spec") or {}).get("infrastructureRef") or {}
+        return [f"{namespace_of(capi)}/{ref['name']}"] if ref.get("kind") == "VSphereCluster" else []
+
+    async def _reconcile(self, key: str) -> Result | None:
+        namespace, _ = split_key(key)
+        obj = self.clusters.get(key)
+        if obj is None or namespace is None:
+            self._failures.pop(key, None)
+            return None
+        cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL) or name_of(obj)
+        if is_paused(obj) or cluster_paused(self.capi_clusters.get(f"{namespace}/{cluster_name}")):
+            return None
+        if deleting(obj):
+            if any(True for _ in of_cluster(self.machines, namespace, cluster_name)):
+                return Result(requeue_after=1.0)  # their VMs are removed through this cluster's vCenter
+            await self.served.remove(obj)
+            await remove_finalizer(self.ctx.client, VSPHERE_CLUSTERS, obj, FINALIZER)
+            log.info("cluster %s: served API removed", key)
+            return None
+        obj = await add_finalizer(self.ctx.client, VSPHERE_CLUSTERS, obj, FINALIZER)
+        datacenter = str((obj.get("spec") or {}).get("datacenter") or "")
+        status = copy.deepcopy(obj.get("status") or {})
+        try:
+            vcenter = session_for(self.sessions, self.secrets, obj)
+            found = await vcenter.call(lambda si: find_datacenter(si, datacenter) is not None)
+            if not found:
+                raise VCenterError(
+                    DATACENTER_NOT_FOUND,
+                    f"datacenter {datacenter!r} was not found in vCenter {vcenter.server.display}; check "
+                    "spec.datacenter of the VSphereDatacenterConfig",
+                )
+        except VCenterError as exc:
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            severity = ERROR if exc.reason in USER_ERRORS else WARNING
+            message = f"{exc.message} (attempt {failures}; trying again)"
+            set_false(status, VCENTER_AVAILABLE, exc.reason, message, severity)
+            if not status.get("ready"):
+                set_false(status, READY, exc.reason, message, severity)
+            await write_status(self.ctx.client, VSPHERE_CLUSTERS, obj, status)
+            log.warning("cluster %s: %s", key, message)
+            return Result(requeue_after=backoff(failures))
+        self._failures.pop(key, None)
+        set_true(status, VCENTER_AVAILABLE)
+        domains = (obj.get("spec") or {}).get("failureDomains") or []
+        if domains:
+            status["failureDomains"] = {
+                str(d.get("name")): {
+                    "controlPlane": True,
+                    "attributes": {k: str(v) for k, v in d.items() if k != "name" and v},
+                }
+                for d in domains
+            }
+        try:
+            obj = await self.served.serve(obj, VSPHERE_CLUSTERS)
+        except EndpointError as exc:
+            set_false(status, READY, ENDPOINT_UNAVAILABLE, str(exc), WARNING)
+            await write_status(self.ctx.client, VSPHERE_CLUSTERS, obj, status)
+            return Result(requeue_after=ENDPOINT_RETRY)
+        status["ready"] = True
+        set_true(status, READY)
+        await write_status(self.ctx.client, VSPHERE_CLUSTERS, obj, status)
+        return None
+
+
+def controller(ctx: Context, sessions: Sessions, *, workers: int = 2) -> VSphereClusterController:
+    """The VSphereCluster controller (see the module doc)."""
+    return VSphereClusterController(ctx, sessions, workers=workers)

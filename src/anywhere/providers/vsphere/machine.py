@@ -1,0 +1,442 @@
+"""The VSphereMachine controller: a VM in vCenter for every Machine, and its node.
+
+Once its Machine has bootstrap data and its VSphereCluster is ready, a VSphereMachine goes through
+small, level-triggered phases, each reading vCenter afresh:
+
+1. **placement**: with failure domains on the cluster, the machine is placed in the domain with the
+   fewest machines of its cluster (recorded in ``status.failureDomain`` before anything is made);
+   the domain's compute cluster, pool, datastore, folder and network override the machine's;
+2. **clone**: the template is cloned (linked when the template allows, see :func:`vm.start_clone`)
+   with the machine's UID as instance UUID, CPUs, memory, the bootstrap data as guestinfo and the
+   ownership marker; the clone task's ID is kept in ``status.taskRef`` and polled. A task that
+   fails in vCenter is condition ``Ready=False`` (``TaskFailed``, vCenter's fault in the message)
+   and is tried again with a growing delay;
+3. **configure**: CPUs, memory, disk size and NICs made what the spec says, tags attached;
+4. **power on**, then **wait for an IP**: the machine is provisioned when VMware Tools reports the
+   guest's address. Until then ``Ready=False`` says how long it has waited and on which network —
+   a guest that never gets one (no DHCP on the port group) waits there, and the Machine's health
+   check (``nodeStartupTimeout``) replaces it, as in EKS Anywhere;
+5. **node**: ``spec.providerID`` (``vsphere://<BIOS UUID>``), ``status.addresses``, ``status.ready``.
+   In vSphere proper the guest's kubelet registers the Node. The vCenter simulator runs no guest,
+   so the plane does it on the VM's behalf: :class:`~anywhere.providers.sim.guest.SimulatedGuest`
+   registers the Node, keeps its status and Lease, and joins a control plane VM to the cluster's
+   (simulated) etcd — the same code that stands in for the ``sim`` provider's kubelets.
+
+vCenter unreachable, a wrong thumbprint or refused credentials are ``Ready=False`` with that reason,
+tried again with a growing delay; nothing is made twice meanwhile (the VM is found by its UUID).
+
+Deletion (finalizer ``vspheremachine.infrastructure.cluster.x-k8s.io``) waits for a clone in flight,
+powers the VM off and destroys it — only a VM marked as this machine's — and keeps the finalizer
+until vCenter confirms, so a VM is never leaked by an unreachable vCenter.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, Final
+
+from anywhere.api.capi import CLUSTER_NAME_LABEL
+from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false, set_true
+from anywhere.controllers.context import Context
+from anywhere.controllers.objects import (
+    add_finalizer,
+    cluster_paused,
+    controlling,
+    deleting,
+    is_paused,
+    labels_of,
+    name_of,
+    namespace_of,
+    of_cluster,
+    patch_at_version,
+    referenced_infrastructure,
+    remove_finalizer,
+    write_status,
+)
+from anywhere.controllers.resources import (
+    CAPI_CLUSTERS,
+    MACHINES,
+    SECRETS,
+    VSPHERE_CLUSTERS,
+    VSPHERE_MACHINES,
+)
+from anywhere.providers.kubelet import node_addresses
+from anywhere.providers.sim.guest import SimulatedGuest
+from anywhere.providers.vsphere import vm as vms
+from anywhere.providers.vsphere._vcenter import TASK_FAILED, Sessions, VCenter, VCenterError
+from anywhere.providers.vsphere.cluster import USER_ERRORS, backoff
+from anywhere.providers.vsphere.inventory import PlacementNames, find_datacenter, resolve_placement
+from anywhere.providers.vsphere.session import session_for
+from anywhere.runtime import Controller, Result, enqueue_mapped, enqueue_self, split_key
+
+__all__ = ["FINALIZER", "VSphereMachineController", "controller", "pick_failure_domain"]
+
+log = logging.getLogger("anywhere.controllers.vspheremachine")
+Obj = dict[str, Any]
+
+FINALIZER: Final = "vspheremachine.infrastructure.cluster.x-k8s.io"
+TASK_POLL: Final = 1.0
+# How often a provisioned machine's VM is looked at again (deleted or powered off behind our back).
+VM_CHECK_PERIOD: Final = 60.0
+
+
+def pick_failure_domain(domains: list[str], taken: Iterable[str]) -> str | None:
+    """The failure domain with the fewest machines already in it (ties: in the spec's order)."""
+    if not domains:
+        return None
+    counts = Counter(t for t in taken if t in domains)
+    return min(domains, key=lambda d: (counts[d], domains.index(d)))
+
+
+class VSphereMachineController(Controller):
+    """Reconciles VSphereMachines (see the module doc)."""
+
+    def __init__(self, ctx: Context, sessions: Sessions, *, workers: int = 4) -> None:
+        super().__init__("vspheremachine", self._reconcile, workers=workers)
+        self.ctx = ctx
+        self.sessions = sessions
+        self.machines = ctx.manager.informer(VSPHERE_MACHINES)
+        self.owners = ctx.manager.informer(MACHINES)
+        self.clusters = ctx.manager.informer(VSPHERE_CLUSTERS)
+        self.capi_clusters = ctx.manager.informer(CAPI_CLUSTERS)
+        self.secrets = ctx.manager.informer(SECRETS)
+        self.guest = SimulatedGuest(
+            ctx, VSPHERE_MACHINES, os_image="Ubuntu 22.04.5 LTS (vSphere)", kernel_version="6.8.0-vsphere"
+        )
+        self.watch(VSPHERE_MACHINES, enqueue_self)
+        self.watch(MACHINES, enqueue_mapped(lambda m: referenced_infrastructure(m, VSPHERE_MACHINES.kind)))
+        self.watch(VSPHERE_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
+        self.watch(CAPI_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
+        ctx.clusters.add_node_listener(self.guest.node_listener(self.enqueue))
+        self._failures: dict[str, int] = {}
+        self._checked: dict[str, float] = {}  # key -> monotonic time its VM was last seen as expected
+
+    def _machines_of_cluster(self, cluster: Obj) -> Iterable[str]:
+        namespace = namespace_of(cluster)
+        name = labels_of(cluster).get(CLUSTER_NAME_LABEL) or name_of(cluster)
+        for machine in of_cluster(self.machines, namespace, name):
+            yield f"{namespace}/{name_of(machine)}"
+
+    def _forget(self, key: str) -> None:
+        self._failures.pop(key, None)
+        self._checked.pop(key, None)
+        self.guest.forget(key)
+
+    # -- reconcile -------------------------------------------------------------------------------------
+
+    async def _reconcile(self, key: str) -> Result | None:
+        namespace, _ = split_key(key)
+        obj = self.machines.get(key)
+        if obj is None or namespace is None:
+            self._forget(key)
+            return None
+        cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL, "")
+        capi = self.capi_clusters.get(f"{namespace}/{cluster_name}") if cluster_name else None
+        if is_paused(obj) or cluster_paused(capi):
+            return None
+        vsphere_cluster = self._vsphere_cluster(namespace, cluster_name, capi)
+        try:
+            if deleting(obj):
+                return await self._delete(key, obj, vsphere_cluster, capi)
+            obj = await add_finalizer(self.ctx.client, VSPHERE_MACHINES, obj, FINALIZER)
+            if (obj.get("status") or {}).get("failureReason"):
+                return None  # terminal: the machine is replaced, not repaired
+            return await self._provision(key, obj, cluster_name, vsphere_cluster)
+        except VCenterError as exc:
+            return await self._failed(key, obj, exc)
+
+    def _vsphere_cluster(self, namespace: str, cluster_name: str, capi: Obj | None) -> Obj | None:
+        ref = ((capi or {}).get("spec") or {}).get("infrastructureRef") or {}
+        name = ref.get("name") if ref.get("kind") == "VSphereCluster" else None
+        return self.clusters.get(f"{namespace}/{name or cluster_name}")
+
+    async def _waiting(self, obj: Obj, reason: str, message: str, severity: str = "Info") -> Obj:
+        status = copy.deepcopy(obj.get("status") or {})
+        status.setdefault("ready", False)
+        set_false(status, READY, reason, message, severity)
+        return await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
+
+    async def _failed(self, key: str, obj: Obj, exc: VCenterError) -> Result:
+        """A failed attempt: say why on the machine, try again later (2 s doubling to a minute)."""
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        severity = ERROR if exc.reason in USER_ERRORS else WARNING
+        delay = backoff(failures)
+        message = f"{exc.message} (attempt {failures}; trying again in {delay:.0f}s)"
+        log.warning("machine %s: %s", key, message)
+        current = self.machines.get(key) or obj
+        status = copy.deepcopy(current.get("status") or {})
+        if not status.get("ready") or deleting(current):
+            set_false(status, READY, exc.reason, message, severity)
+            await write_status(self.ctx.client, VSPHERE_MACHINES, current, status)
+        return Result(requeue_after=delay)
+
+    async def _provision(
+        self, key: str, obj: Obj, cluster_name: str, vsphere_cluster: Obj | None
+    ) -> Result | None:
+        owner = controlling(self.owners, obj, "Machine")
+        if owner is None:
+            await self._waiting(obj, "WaitingForMachine", "waiting for the owner Machine")
+            return None
+        owner_spec = owner.get("spec") or {}
+        data_secret = (owner_spec.get("bootstrap") or {}).get("dataSecretName")
+        if not data_secret:
+            await self._waiting(obj, "WaitingForBootstrapData", "waiting for the bootstrap data")
+            return None
+        cluster_name = cluster_name or str(owner_spec.get("clusterName") or "")
+        if vsphere_cluster is None or not (vsphere_cluster.get("status") or {}).get("ready"):
+            await self._waiting(
+                obj, "WaitingForInfrastructure", f"waiting for VSphereCluster {cluster_name} to be ready"
+            )
+            return None
+        vcenter = session_for(self.sessions, self.secrets, vsphere_cluster)
+        status = obj.get("status") or {}
+        if status.get("ready") and status.get("vmRef"):
+            return await self._provisioned(key, obj, owner, cluster_name, vcenter, vsphere_cluster)
+
+        obj, names = await self._placement(obj, cluster_name, vsphere_cluster)
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        datacenter = names.datacenter
+
+        def lookup(si: Any) -> vms.VMState | None:
+            found = vms.find_vm(si, resolve_placement_datacenter(si, datacenter), uid)
+            return vms.observe(si, found) if found is not None else None
+
+        found = await vcenter.call(lookup)
+        if found is None:
+            return await self._clone(key, obj, names, vcenter, data_secret, cluster_name)
+        state = found
+        if status.get("taskRef") or status.get("vmRef") != state.moid:
+            status = copy.deepcopy(obj.get("status") or {})
+            status.pop("taskRef", None)
+            status.update(vmRef=state.moid, instanceUuid=uid)
+            obj = await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
+
+        desired = await self._desired(obj, names, data_secret, cluster_name)
+
+        def configure(si: Any) -> vms.VMState:
+            placement = resolve_placement(si, names, where=f"VSphereMachine {key}")
+            found = vms.find_vm(si, placement.datacenter, uid)
+            if found is None:
+                raise VCenterError("VMNotFound", f"VM {state.name} disappeared while being configured")
+            if not state.powered_on:
+                vms.apply_configuration(si, found, placement, desired)
+                vms.attach_tags(vcenter, state.moid, desired.tags)
+                vms.power_on(si, found)
+            return vms.observe(si, found)
+
+        state = await vcenter.call(configure)
+        self._failures.pop(key, None)
+        if state.ip is None:
+            return await self._waiting_for_ip(key, obj, state, names)
+        return await self._ready(key, obj, owner, cluster_name, state)
+
+    async def _placement(
+        self, obj: Obj, cluster_name: str, vsphere_cluster: Obj
+    ) -> tuple[Obj, PlacementNames]:
+        cluster_spec = vsphere_cluster.get("spec") or {}
+        spec = obj.get("spec") or {}
+        domains = {str(d.get("name")): d for d in cluster_spec.get("failureDomains") or () if d.get("name")}
+        status = obj.get("status") or {}
+        domain_name = status.get("failureDomain")
+        if domains and domain_name not in domains:
+            taken = [
+                str((m.get("status") or {}).get("failureDomain"))
+                for m in of_cluster(self.machines, namespace_of(obj), cluster_name)
+                if m is not obj and name_of(m) != name_of(obj)
+            ]
+            domain_name = pick_failure_domain(list(domains), taken)
+            new_status = copy.deepcopy(status)
+            new_status["failureDomain"] = domain_name
+            obj = await write_status(self.ctx.client, VSPHERE_MACHINES, obj, new_status)
+            log.info(
+                "machine %s/%s: placed in failure domain %s", namespace_of(obj), name_of(obj), domain_name
+            )
+        domain = domains.get(str(domain_name)) or {}
+        pool = domain.get("resourcePool") or spec.get("resourcePool") or domain.get("computeCluster") or ""
+        network = domain.get("network") or cluster_spec.get("network") or ""
+        return obj, PlacementNames(
+            datacenter=str(cluster_spec.get("datacenter") or ""),
+            template=str(spec.get("template") or ""),
+            network=str(network),
+            folder=str(domain.get("folder") or spec.get("folder") or ""),
+            resource_pool=str(pool),
+            datastore=str(domain.get("datastore") or spec.get("datastore") or ""),
+            extra_networks=tuple(str(n) for n in spec.get("networks") or ()),
+        )
+
+    async def _desired(
+        self, obj: Obj, names: PlacementNames, data_secret: str, cluster_name: str
+    ) -> vms.Desired:
+        namespace = namespace_of(obj)
+        secret = self.secrets.get(f"{namespace}/{data_secret}")
+        if secret is None:
+            raise VCenterError(
+                "WaitingForBootstrapData", f"bootstrap data Secret {namespace}/{data_secret} is not there yet"
+            )
+        value = base64.b64decode(str((secret.get("data") or {}).get("value") or ""))
+        spec = obj.get("spec") or {}
+        return vms.Desired(
+            name=name_of(obj),
+            uid=str((obj.get("metadata") or {}).get("uid") or ""),
+            owner=f"{namespace}/{name_of(obj)}",
+            cluster=f"{namespace}/{cluster_name}",
+            num_cpus=int(spec.get("numCPUs") or 2),
+            memory_mib=int(spec.get("memoryMiB") or 8192),
+            disk_gib=int(spec["diskGiB"]) if spec.get("diskGiB") else None,
+            clone_mode=str(spec.get("cloneMode") or ""),
+            user_data=value,
+            tags=tuple(str(t) for t in spec.get("tags") or ()),
+        )
+
+    async def _clone(
+        self, key: str, obj: Obj, names: PlacementNames, vcenter: VCenter, data_secret: str, cluster_name: str
+    ) -> Result | None:
+        status = copy.deepcopy(obj.get("status") or {})
+        task_ref = status.get("taskRef")
+        if task_ref:
+            state = await vcenter.call(vms.task_state, str(task_ref))
+            if state.state in ("queued", "running"):
+                return Result(requeue_after=TASK_POLL)
+            status.pop("taskRef", None)
+            await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
+            if state.state == "error":
+                raise VCenterError(
+                    TASK_FAILED, f"cloning template {names.template!r} failed in vCenter: {state.error}"
+                )
+            return Result(requeue_after=0.0)  # done (or gone): look for the VM again
+        desired = await self._desired(obj, names, data_secret, cluster_name)
+
+        def clone(si: Any) -> str:
+            placement = resolve_placement(si, names, where=f"VSphereMachine {key}")
+            return vms.start_clone(si, placement, desired)
+
+        task_id = await vcenter.call(clone)
+        status["taskRef"] = task_id
+        set_false(status, READY, "Cloning", f"cloning template {names.template} into VM {name_of(obj)}")
+        await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
+        log.info("machine %s: cloning template %s (task %s)", key, names.template, task_id)
+        return Result(requeue_after=TASK_POLL)
+
+    async def _waiting_for_ip(self, key: str, obj: Obj, state: vms.VMState, names: PlacementNames) -> Result:
+        waited = time.time() - state.boot_time if state.boot_time else 0.0
+        message = (
+            f"VM {state.name} is powered on and has reported no IP address for {waited:.0f}s; its guest gets one "
+            f"by DHCP on network {names.network!r}: check that DHCP serves that network"
+        )
+        await self._waiting(obj, "WaitingForIPAddress", message, WARNING if waited > 60 else "Info")
+        return Result(requeue_after=min(30.0, max(1.0, waited / 4)))
+
+    async def _ready(
+        self, key: str, obj: Obj, owner: Obj, cluster_name: str, state: vms.VMState
+    ) -> Result | None:
+        provider_id = f"vsphere://{state.bios_uuid}"
+        if (obj.get("spec") or {}).get("providerID") != provider_id:
+            obj = await patch_at_version(
+                self.ctx.client, VSPHERE_MACHINES, obj, {"spec": {"providerID": provider_id}}
+            )
+        status = copy.deepcopy(obj.get("status") or {})
+        if not status.get("ready"):
+            log.info("machine %s: VM %s is up with address %s", key, state.name, state.ip)
+        status.update(ready=True, addresses=node_addresses(str(state.ip), state.name), vmRef=state.moid)
+        set_true(status, READY)
+        obj = await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
+        self._checked[key] = time.monotonic()
+        return await self._run_guest(key, obj, owner, cluster_name)
+
+    async def _provisioned(
+        self, key: str, obj: Obj, owner: Obj, cluster_name: str, vcenter: VCenter, vsphere_cluster: Obj
+    ) -> Result | None:
+        """A provisioned machine: its node's heartbeat, and now and then a look at its VM."""
+        if time.monotonic() - self._checked.get(key, 0.0) > VM_CHECK_PERIOD:
+            uid = str((obj.get("metadata") or {}).get("uid") or "")
+            datacenter = str((vsphere_cluster.get("spec") or {}).get("datacenter") or "")
+
+            def lookup(si: Any) -> vms.VMState | None:
+                found = vms.find_vm(si, resolve_placement_datacenter(si, datacenter), uid)
+                return vms.observe(si, found) if found is not None else None
+
+            state = await vcenter.call(lookup)
+            if state is None or not state.powered_on:
+                message = (
+                    f"VM of machine {name_of(obj)} was deleted outside of anywhere"
+                    if state is None
+                    else f"VM {state.name} was powered off outside of anywhere"
+                )
+                status = copy.deepcopy(obj.get("status") or {})
+                status.update(ready=False, failureReason="UpdateError", failureMessage=message)
+                set_false(status, READY, "VMGone" if state is None else "VMPoweredOff", message, ERROR)
+                await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
+                log.warning("machine %s: %s", key, message)
+                return None
+            self._checked[key] = time.monotonic()
+        return await self._run_guest(key, obj, owner, cluster_name)
+
+    async def _run_guest(self, key: str, obj: Obj, owner: Obj, cluster_name: str) -> Result | None:
+        address = next(
+            (
+                str(a.get("address"))
+                for a in (obj.get("status") or {}).get("addresses") or ()
+                if a.get("type") == "InternalIP"
+            ),
+            "",
+        )
+        provider_id = str((obj.get("spec") or {}).get("providerID") or "")
+        return await self.guest.run(key, obj, owner, cluster_name, address, provider_id)
+
+    # -- deletion ----------------------------------------------------------------------------------------
+
+    async def _delete(
+        self, key: str, obj: Obj, vsphere_cluster: Obj | None, capi: Obj | None
+    ) -> Result | None:
+        if FINALIZER not in ((obj.get("metadata") or {}).get("finalizers") or ()):
+            return None
+        status = obj.get("status") or {}
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        if vsphere_cluster is not None:
+            vcenter = session_for(self.sessions, self.secrets, vsphere_cluster)
+            task_ref = status.get("taskRef")
+            if task_ref:
+                state = await vcenter.call(vms.task_state, str(task_ref))
+                if state.state in ("queued", "running"):
+                    return Result(requeue_after=TASK_POLL)  # the clone's VM is destroyed once it exists
+            datacenter = str((vsphere_cluster.get("spec") or {}).get("datacenter") or "")
+            owner = f"{namespace_of(obj)}/{name_of(obj)}"
+
+            def remove(si: Any) -> str | None:
+                found = vms.find_vm(si, resolve_placement_datacenter(si, datacenter), uid)
+                if found is None:
+                    return None
+                name = str(found.name)
+                vms.destroy(si, found, owner)
+                return name
+
+            removed = await vcenter.call(remove)
+            if removed:
+                log.info("machine %s: VM %s powered off and destroyed", key, removed)
+        else:
+            log.warning("machine %s: its VSphereCluster is gone; no vCenter to remove a VM from", key)
+        cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL, "")
+        going = capi is None or deleting(capi) or vsphere_cluster is None or deleting(vsphere_cluster)
+        if cluster_name:
+            await self.guest.stop(obj, cluster_name, cluster_going=going)
+        self._forget(key)
+        await remove_finalizer(self.ctx.client, VSPHERE_MACHINES, obj, FINALIZER)
+        return None
+
+
+def resolve_placement_datacenter(si: Any, datacenter: str) -> Any:
+    """The datacenter object (VCenterError when it is gone: nothing can be found without it)."""
+    found = find_datacenter(si, datacenter)
+    if found is None:
+        raise VCenterError("DatacenterNotFound", f"datacenter {datacenter!r} was not found in vCenter")
+    return found
+
+
+def controller(ctx: Context, sessions: Sessions, *, workers: int = 4) -> VSphereMachineController:
+    """The VSphereMachine controller (see the module doc)."""
+    return VSphereMachineController(ctx, sessions, workers=workers)
