@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -116,3 +118,16 @@ def stop_server(server: Server) -> int:
     finally:
         if server.process.poll() is None:
             server.process.kill()
+
+
+def kubectl_json(kubeconfig: Path, *args: str) -> Any:
+    """``kubectl --kubeconfig KUBECONFIG ARGS -o json`` (the machine's kubectl), parsed."""
+    result = subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), "--request-timeout=20s", *args, "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

@@ -753,9 +753,15 @@ def required_conditions(cluster: Obj) -> tuple[str, ...]:
     return ("ControlPlaneReady", *cni, "WorkersReady", "Ready")
 
 
+def observed_generation(cluster: Obj) -> int:
+    """The generation the controllers last gave a verdict on (a failure of an earlier one, say while
+    the objects of an apply landed one by one, is not about the goal)."""
+    return int((cluster.get("status") or {}).get("observedGeneration") or 0)
+
+
 def settled(cluster: Obj, generation: int) -> bool:
     """The controllers reconciled ``generation`` (or later) cleanly and everything is ready."""
-    observed = int((cluster.get("status") or {}).get("observedGeneration") or 0)
+    observed = observed_generation(cluster)
     found = conditions_of(cluster)
     return observed >= generation and all(
         (found.get(t) or {}).get("status") == "True" for t in required_conditions(cluster)
@@ -1087,7 +1093,7 @@ async def wait_until_ready(
                 if settled(cluster, goal.generation):
                     return cluster
                 log.debug("not settled: %s", first_problem(snap))
-                if snap.failure:
+                if snap.failure and observed_generation(cluster) >= goal.generation:
                     if snap.failure != goal.stale_failure:
                         raise _failed(goal, cluster)
                     stale_since = stale_since or now

@@ -113,6 +113,8 @@ class ClusterReconciler:
         except _Invalid as invalid:
             status["failureReason"] = invalid.reason
             status["failureMessage"] = invalid.message
+            # The verdict is on this generation: a client that applied a later one waits for its own.
+            status["observedGeneration"] = int(obj["metadata"].get("generation") or 0)
             await write_status(self.ctx.client, EKSA_CLUSTERS, obj, status)
             return None
         capi_cluster = await self._apply(config, provider)
@@ -121,6 +123,7 @@ class ClusterReconciler:
         if infra_status.get("failureReason"):
             status["failureReason"] = infra_status["failureReason"]
             status["failureMessage"] = infra_status.get("failureMessage", "")
+            status["observedGeneration"] = int(obj["metadata"].get("generation") or 0)
         else:
             status.pop("failureReason", None)
             status.pop("failureMessage", None)

@@ -29,6 +29,7 @@ from anywhere.controllers.plane import LEASE_NAME
 from anywhere.controllers.resources import SYSTEM_NAMESPACE
 from anywhere.providers.netns._host import processes_naming
 from anywhere.providers.netns.inventory import cleanup_all, leaks, scope_id
+from tests.conftest import kubectl_json
 from tests.providers.netns.hardware import requires_root
 from tests.providers.netns.plane import DHCP_START, SETTLE, VIP, cluster_documents, our_namespaces, until
 
@@ -76,18 +77,6 @@ def write_spec(
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump_all(documents))
     return path
-
-
-def kubectl_json(kubeconfig: Path, *args: str) -> Any:
-    result = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), "--request-timeout=20s", *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def ready_nodes(kubeconfig: Path) -> list[str]:
