@@ -372,6 +372,28 @@ async def test_an_unreachable_workload_cluster_only_delays_the_node(
     await remote.delete(NODES, name)
 
 
+async def test_a_node_registered_just_before_the_deletion_goes_with_the_machine(
+    client: Client, namespace: str, context: Context, workload: Server, remote: Client
+) -> None:
+    """The kubelet registered its Node, but the Machine was deleted before it recorded the nodeRef:
+    the Node is found by its machine annotation and deleted, not left behind."""
+    await connect(client, namespace, CLUSTER, workload)
+    name = f"r-{namespace}"
+    machine_obj = _machine(namespace, name)
+    machine_obj["metadata"]["finalizers"] = ["machine.cluster.x-k8s.io"]  # as a first reconcile left it
+    created = await client.create(MACHINES, machine_obj)
+    await _create_parts(client, created)
+    await register_node(remote, name, f"sim://{namespace}/{CLUSTER}/{name}", machine_namespace=namespace)
+    await register_node(remote, f"other-{name}", "sim://elsewhere", machine_namespace="elsewhere")
+    await client.delete(MACHINES, name, namespace)  # before any controller saw the Node
+    async with running(context, _controllers(context)):
+        await eventually(client, MACHINES, namespace, lambda items: not items)
+    with pytest.raises(NotFoundError):
+        await remote.get(NODES, name)
+    await remote.get(NODES, f"other-{name}")  # another cluster's machine: untouched
+    await remote.delete(NODES, f"other-{name}")
+
+
 async def test_an_infrastructure_failure_fails_the_machine(
     client: Client, namespace: str, context: Context, workload: Server
 ) -> None:

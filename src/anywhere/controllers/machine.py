@@ -207,6 +207,21 @@ def find_node(nodes: Informer, provider_id: str, names: Iterable[str]) -> Obj | 
     return None
 
 
+async def _unreferenced_node(ctx: Context, namespace: str, cluster: str, machine: str) -> str:
+    """The name of a Node of ``cluster`` annotated as ``machine``'s, or "" (none, or no way to tell)."""
+    try:
+        nodes = await ctx.clusters.synced_nodes(namespace, cluster, timeout=3.0)
+    except (ClusterNotReachable, TransportError):
+        return ""
+    for node in nodes.list():
+        annotations = annotations_of(node)
+        if annotations.get(MACHINE_ANNOTATION) == machine and (
+            annotations.get(CLUSTER_NAMESPACE_ANNOTATION) or namespace
+        ) == namespace:
+            return name_of(node)
+    return ""
+
+
 def _mirror_or(
     status: Obj, type_: str, part: Obj | None, ready: bool, fallback_reason: str, fallback_message: str
 ) -> None:
@@ -528,7 +543,10 @@ def controller(
             await say(f"Waiting for {' and '.join(waiting)} to be deleted")
             return None
 
-        # 3. Delete the Node.
+        # 3. Delete the Node. One registered just before the deletion began has no nodeRef yet:
+        #    it is found by the machine annotation its kubelet wrote (Cluster API's).
+        if not node_name and not cluster_going:
+            node_name = await _unreferenced_node(ctx, namespace, cluster_name, name)
         if node_name and not cluster_going:
             try:
                 remote = await ctx.clusters.client(namespace, cluster_name)
