@@ -215,9 +215,10 @@ async def _unreferenced_node(ctx: Context, namespace: str, cluster: str, machine
         return ""
     for node in nodes.list():
         annotations = annotations_of(node)
-        if annotations.get(MACHINE_ANNOTATION) == machine and (
-            annotations.get(CLUSTER_NAMESPACE_ANNOTATION) or namespace
-        ) == namespace:
+        if (
+            annotations.get(MACHINE_ANNOTATION) == machine
+            and (annotations.get(CLUSTER_NAMESPACE_ANNOTATION) or namespace) == namespace
+        ):
             return name_of(node)
     return ""
 
