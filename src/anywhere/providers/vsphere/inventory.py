@@ -33,6 +33,7 @@ __all__ = [
     "find_template",
     "preflight",
     "resolve_placement",
+    "storage_policies",
     "storage_policy_names",
     "template_info",
 ]
@@ -129,12 +130,18 @@ def template_info(vm: Any) -> Template:
     )
 
 
-def storage_policy_names(vcenter: VCenter, si: Any) -> set[str]:
-    """The names of vCenter's storage policies (the storage policy service, pbm)."""
+def storage_policies(vcenter: VCenter, si: Any) -> dict[str, str]:
+    """vCenter's storage policies (the storage policy service, pbm): name -> profile ID."""
     content = vcenter.pbm_content(si)
     manager = content.profileManager
     ids = manager.PbmQueryProfile(resourceType=pbm.profile.ResourceType(resourceType="STORAGE"))
-    return {str(profile.name) for profile in manager.PbmRetrieveContent(profileIds=ids)} if ids else set()
+    profiles = manager.PbmRetrieveContent(profileIds=ids) if ids else []
+    return {str(profile.name): str(profile.profileId.uniqueId) for profile in profiles}
+
+
+def storage_policy_names(vcenter: VCenter, si: Any) -> set[str]:
+    """The names of vCenter's storage policies."""
+    return set(storage_policies(vcenter, si))
 
 
 def tag_exists(vcenter: VCenter, tag: str) -> bool:

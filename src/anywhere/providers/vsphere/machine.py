@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -70,7 +71,12 @@ from anywhere.providers.sim.guest import SimulatedGuest
 from anywhere.providers.vsphere import vm as vms
 from anywhere.providers.vsphere._vcenter import TASK_FAILED, Sessions, VCenter, VCenterError
 from anywhere.providers.vsphere.cluster import USER_ERRORS, backoff
-from anywhere.providers.vsphere.inventory import PlacementNames, find_datacenter, resolve_placement
+from anywhere.providers.vsphere.inventory import (
+    PlacementNames,
+    find_datacenter,
+    resolve_placement,
+    storage_policies,
+)
 from anywhere.providers.vsphere.session import session_for
 from anywhere.runtime import Controller, Result, enqueue_mapped, enqueue_self, split_key
 
@@ -311,9 +317,19 @@ class VSphereMachineController(Controller):
             return Result(requeue_after=0.0)  # done (or gone): look for the VM again
         desired = await self._desired(obj, names, data_secret, cluster_name)
 
+        policy = str((obj.get("spec") or {}).get("storagePolicyName") or "")
+
         def clone(si: Any) -> str:
             placement = resolve_placement(si, names, where=f"VSphereMachine {key}")
-            return vms.start_clone(si, placement, desired)
+            chosen = desired
+            if policy:
+                policies = storage_policies(vcenter, si)
+                if policy not in policies:
+                    raise VCenterError(
+                        "StoragePolicyNotFound", f"storage policy {policy!r} was not found in vCenter"
+                    )
+                chosen = dataclasses.replace(desired, storage_policy_id=policies[policy])
+            return vms.start_clone(si, placement, chosen)
 
         task_id = await vcenter.call(clone)
         status["taskRef"] = task_id

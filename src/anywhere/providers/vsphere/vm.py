@@ -63,6 +63,7 @@ class Desired:
     clone_mode: str
     user_data: bytes
     tags: tuple[str, ...] = ()
+    storage_policy_id: str = ""  # the VM's disks and home go by this storage policy, if set
 
 
 @dataclass(frozen=True)
@@ -170,10 +171,12 @@ def observe(si: Any, vm: Any) -> VMState:
     )
 
 
-def _relocate_disk_spec(placement: MachinePlacement, linked: bool) -> Any:
+def _relocate_spec(placement: MachinePlacement, linked: bool, storage_policy_id: str) -> Any:
     spec = vim.vm.RelocateSpec(pool=placement.pool, datastore=placement.datastore)
     if linked:
         spec.diskMoveType = "createNewChildDiskBacking"
+    if storage_policy_id:
+        spec.profile = [vim.vm.DefinedProfileSpec(profileId=storage_policy_id)]
     return spec
 
 
@@ -197,7 +200,10 @@ def start_clone(si: Any, placement: MachinePlacement, desired: Desired) -> str:
         extraConfig=_extra_config(guest_info(desired)),
     )
     spec = vim.vm.CloneSpec(
-        location=_relocate_disk_spec(placement, linked), powerOn=False, template=False, config=config
+        location=_relocate_spec(placement, linked, desired.storage_policy_id),
+        powerOn=False,
+        template=False,
+        config=config,
     )
     if linked:
         spec.snapshot = template.snapshot
