@@ -215,3 +215,44 @@ def test_preflight_names_every_missing_inventory_object_before_anything_is_made(
         "linkedClone needs a snapshot of template 'bottlerocket-kube-v1-33'" in result.stdout + result.stderr
     )
     assert not (tmp_path / name).exists()
+
+
+def test_machines_spread_over_the_failure_domains(vcsim: Vcsim, tmp_path: Path) -> None:
+    v = vcsim
+    si = connect(v)
+    datacenter = si.content.searchIndex.FindByInventoryPath("DC0")
+    datacenter.vmFolder.CreateFolder("fd-b")
+    domain = {
+        "computeCluster": "/DC0/host/DC0_C0",
+        "resourcePool": "/DC0/host/DC0_C0/Resources",
+        "datastore": "/DC0/datastore/LocalDS_0",
+        "network": "/DC0/network/VM Network",
+    }
+    name = "fd"
+    docs = documents(name, v, workers=2)
+    docs[1]["spec"]["failureDomains"] = [
+        {"name": "fd-a", **domain, "folder": "/DC0/vm/anywhere"},
+        {"name": "fd-b", **domain, "folder": "/DC0/vm/fd-b"},
+    ]
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    try:
+        created = cli(tmp_path, v, "create", "cluster", "-f", str(spec))
+        assert created.returncode == 0, created.stdout + created.stderr
+        assert "4 machine placement(s) checked" in created.stdout
+        machines = kubectl_json(
+            tmp_path / name / ".anywhere" / "admin.kubeconfig", "get", "vspheremachines", "-A"
+        )
+        placed = sorted(m["status"]["failureDomain"] for m in machines["items"])
+        assert placed == ["fd-a", "fd-a", "fd-b"]
+        folders: dict[str, set[str]] = {}
+        for folder in ("anywhere", "fd-b"):
+            found = si.content.searchIndex.FindByInventoryPath(f"DC0/vm/{folder}")
+            folders[folder] = {vm.name for vm in found.childEntity}
+        by_machine = {m["metadata"]["name"]: m["status"]["failureDomain"] for m in machines["items"]}
+        for machine, domain_name in by_machine.items():
+            assert machine in folders["anywhere" if domain_name == "fd-a" else "fd-b"]
+    finally:
+        deleted = cli(tmp_path, v, "delete", "cluster", name)
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert marked_vms(v, name) == set()

@@ -32,6 +32,7 @@ until vCenter confirms, so a VM is never leaked by an unreachable vCenter.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import dataclasses
@@ -121,6 +122,10 @@ class VSphereMachineController(Controller):
         ctx.clusters.add_node_listener(self.guest.node_listener(self.enqueue))
         self._failures: dict[str, int] = {}
         self._checked: dict[str, float] = {}  # key -> monotonic time its VM was last seen as expected
+        # Failure domains chosen by this process that the cache may not show yet (rebuilt from the
+        # API after a restart: a choice is in status.failureDomain before anything is made).
+        self._placed: dict[str, str] = {}
+        self._placing_lock = asyncio.Lock()
 
     def _machines_of_cluster(self, cluster: Obj) -> Iterable[str]:
         namespace = namespace_of(cluster)
@@ -131,6 +136,7 @@ class VSphereMachineController(Controller):
     def _forget(self, key: str) -> None:
         self._failures.pop(key, None)
         self._checked.pop(key, None)
+        self._placed.pop(key, None)
         self.guest.forget(key)
 
     # -- reconcile -------------------------------------------------------------------------------------
@@ -250,18 +256,20 @@ class VSphereMachineController(Controller):
         status = obj.get("status") or {}
         domain_name = status.get("failureDomain")
         if domains and domain_name not in domains:
-            taken = [
-                str((m.get("status") or {}).get("failureDomain"))
-                for m in of_cluster(self.machines, namespace_of(obj), cluster_name)
-                if m is not obj and name_of(m) != name_of(obj)
-            ]
-            domain_name = pick_failure_domain(list(domains), taken)
-            new_status = copy.deepcopy(status)
-            new_status["failureDomain"] = domain_name
-            obj = await write_status(self.ctx.client, VSPHERE_MACHINES, obj, new_status)
-            log.info(
-                "machine %s/%s: placed in failure domain %s", namespace_of(obj), name_of(obj), domain_name
-            )
+            key = f"{namespace_of(obj)}/{name_of(obj)}"
+            async with self._placing_lock:  # machines placed at once must see each other's choice
+                taken = {
+                    f"{namespace_of(m)}/{name_of(m)}": str((m.get("status") or {}).get("failureDomain"))
+                    for m in of_cluster(self.machines, namespace_of(obj), cluster_name)
+                }
+                taken.update((k, d) for k, d in self._placed.items() if k in taken)
+                taken.pop(key, None)
+                domain_name = pick_failure_domain(list(domains), taken.values())
+                new_status = copy.deepcopy(status)
+                new_status["failureDomain"] = domain_name
+                obj = await write_status(self.ctx.client, VSPHERE_MACHINES, obj, new_status)
+                self._placed[key] = str(domain_name)
+            log.info("machine %s: placed in failure domain %s", key, domain_name)
         domain = domains.get(str(domain_name)) or {}
         pool = domain.get("resourcePool") or spec.get("resourcePool") or domain.get("computeCluster") or ""
         network = domain.get("network") or cluster_spec.get("network") or ""
