@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +255,45 @@ def test_machines_spread_over_the_failure_domains(vcsim: Vcsim, tmp_path: Path) 
         for machine, domain_name in by_machine.items():
             assert machine in folders["anywhere" if domain_name == "fd-a" else "fd-b"]
     finally:
+        deleted = cli(tmp_path, v, "delete", "cluster", name)
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert marked_vms(v, name) == set()
+
+
+def test_a_create_killed_while_cloning_resumes_without_a_second_vm(vcsim: Vcsim, tmp_path: Path) -> None:
+    """kill -9 of the CLI and the management plane while clones are in flight; the same command
+    again resumes: each machine finds its VM by instance UUID, none is made twice."""
+    v = vcsim
+    name = "crash"
+    spec = write(tmp_path, name, v, workers=2)
+    environment = {**os.environ, "EKSA_VSPHERE_USERNAME": v.username, "EKSA_VSPHERE_PASSWORD": v.password}
+    environment.pop("KUBECONFIG", None)
+    command = subprocess.Popen(
+        [sys.executable, "-m", "anywhere", "create", "cluster", "-f", str(spec)],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marked_vms(v, name):  # the first clone has landed: others are in flight
+            assert command.poll() is None, "create ended before any VM was cloned"
+            assert time.monotonic() < deadline, "no VM was cloned within 120 s"
+            time.sleep(0.05)
+        pid = int((tmp_path / name / ".anywhere" / "plane.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        command.kill()
+        command.wait(timeout=30)
+        resumed = cli(tmp_path, v, "create", "cluster", "-f", str(spec))
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "Resuming the creation of cluster crash" in resumed.stdout
+        vms = marked_vms(v, name)
+        assert len(vms) == 3
+        assert set(ready_nodes(tmp_path / name / f"{name}-eks-a-cluster.kubeconfig")) == vms
+    finally:
+        if command.poll() is None:
+            command.kill()
         deleted = cli(tmp_path, v, "delete", "cluster", name)
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
     assert marked_vms(v, name) == set()
