@@ -257,6 +257,7 @@ def apply_configuration(si: Any, vm: Any, placement: MachinePlacement, desired: 
     if desired.disk_gib and disks and state.disk_gib < desired.disk_gib:
         disk = disks[0]
         disk.capacityInKB = desired.disk_gib * GIB_KB
+        disk.capacityInBytes = desired.disk_gib * GIB_KB * 1024  # vCenter wants both to agree
         devices.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk))
     nics = _nics(vm)
     wanted = [n for n in placement.networks if n is not None]
