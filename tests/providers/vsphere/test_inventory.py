@@ -187,3 +187,51 @@ def test_thumbprints_and_server_addresses_are_read_as_users_write_them() -> None
     assert Server("vcenter.example.com").address == ("vcenter.example.com", 443)
     assert Server("https://vcenter.example.com:8443/sdk").address == ("vcenter.example.com", 8443)
     assert Server("10.0.0.5:9443").display == "10.0.0.5:9443"
+
+
+async def test_a_vm_is_cloned_sized_wired_powered_and_destroyed_only_by_its_owner(vcenter: VCenter) -> None:
+    from anywhere.providers.vsphere import vm as vms
+    from anywhere.providers.vsphere.inventory import resolve_placement
+
+    placement_names = names(
+        "ubuntu-2204-kube-v1-33", extra_networks=("/DC0/network/DC0_DVPG0",)
+    )  # a second NIC, on a distributed port group
+    desired = Desired(
+        name="sized",
+        uid="5f1b6a3c-0000-4000-8000-000000000001",
+        owner="eksa-system/sized",
+        cluster="eksa-system/c1",
+        num_cpus=4,
+        memory_mib=4096,
+        disk_gib=30,
+        clone_mode="",  # the disk must grow: a full clone although the template has a snapshot
+        user_data=b"#cloud-config\n",
+    )
+
+    def make(si: object) -> vms.VMState:
+        placement = resolve_placement(si, placement_names)
+        task = vms.start_clone(si, placement, desired)
+        while vms.task_state(si, task).state in ("queued", "running"):
+            pass
+        vm = vms.find_vm(si, placement.datacenter, desired.uid)
+        assert vm is not None
+        assert vms.apply_configuration(si, vm, placement, desired)
+        assert not vms.apply_configuration(si, vm, placement, desired)  # idempotent
+        vms.power_on(si, vm)
+        return vms.observe(si, vm)
+
+    state = await vcenter.call(make)
+    assert (state.num_cpus, state.memory_mib, state.disk_gib) == (4, 4096, 30)
+    assert state.networks == ("VM Network", "DC0_DVPG0")
+    assert state.owner == "eksa-system/sized"
+    assert state.powered_on
+
+    def destroy_as(si: object, owner: str) -> None:
+        placement = resolve_placement(si, placement_names)
+        vms.destroy(si, vms.find_vm(si, placement.datacenter, desired.uid), owner)
+
+    with pytest.raises(VCenterError) as caught:
+        await vcenter.call(destroy_as, "eksa-system/someone-else")
+    assert caught.value.reason == "NotOwner"
+    await vcenter.call(destroy_as, "eksa-system/sized")
+    assert await vcenter.call(lambda si: vms.vms_of_cluster(si, "eksa-system/c1")) == {}
