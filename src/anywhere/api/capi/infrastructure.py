@@ -25,6 +25,7 @@ from anywhere.api.capi._base import (
     column,
 )
 from anywhere.api.v1alpha1._base import Condition, Model
+from anywhere.api.v1alpha1.vsphere import FailureDomain as VSphereFailureDomain
 
 _READY = column("Ready", ".status.ready", "boolean", "Whether the infrastructure is ready")
 _ENDPOINT = column("Endpoint", ".spec.controlPlaneEndpoint.host", description="Control plane endpoint")
@@ -197,18 +198,6 @@ class NetnsMachineTemplate(InfrastructureObject):
     PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (age("NetnsMachineTemplate"),)
     kind: Literal["NetnsMachineTemplate"] = "NetnsMachineTemplate"
     spec: NetnsMachineTemplateSpec = Field(default_factory=NetnsMachineTemplateSpec)
-
-
-class VSphereFailureDomain(Model):
-    """Where in vCenter the machines of one failure domain go (a VSphereDatacenterConfig failure
-    domain: its compute cluster, resource pool, datastore, folder and network)."""
-
-    name: str | None = None
-    compute_cluster: str | None = None
-    resource_pool: str | None = None
-    datastore: str | None = None
-    folder: str | None = None
-    network: str | None = None
 
 
 class SecretRef(Model):
