@@ -277,6 +277,8 @@ async def play_controllers(
                     "failureReason": "InvalidConfig",
                     "failureMessage": failure,
                     "conditions": [condition("Ready", failure)],
+                    # a verdict on this generation, as the cluster controller gives it
+                    "observedGeneration": cluster["metadata"]["generation"],
                 },
             )
             return

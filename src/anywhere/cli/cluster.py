@@ -38,6 +38,7 @@ import typer
 import yaml
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
@@ -96,8 +97,8 @@ STALE_FAILURE_GRACE = 30.0
 SECRET_WAIT = 30.0
 TICK = 1.0
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 log = logging.getLogger("anywhere.cli")
 
 create_app = typer.Typer(help="Create clusters.", no_args_is_help=True)
@@ -160,7 +161,7 @@ class CommandError(Exception):
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", markup=True)
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 
@@ -668,6 +669,8 @@ class Snapshot:
     machines: int
     machine_failures: tuple[tuple[str, str], ...] = ()
     """(machine, failureMessage) of the machines that failed (a boot that timed out, no address)."""
+    machine_waits: tuple[tuple[str, str], ...] = ()
+    """(machine, Ready condition's message) of the machines not ready yet, what a timeout names."""
 
 
 def _desired(cluster: Obj) -> tuple[int, dict[str, tuple[int, int | None]]]:
@@ -740,6 +743,15 @@ def snapshot(cluster: Obj, machines: Iterable[Obj]) -> Snapshot:
                 (name_of(m), str((m.get("status") or {}).get("failureMessage")))
                 for m in machine_list
                 if (m.get("status") or {}).get("failureMessage")
+            )
+        ),
+        machine_waits=tuple(
+            sorted(
+                (name_of(m), str(ready.get("message") or ready.get("reason")))
+                for m in machine_list
+                if not (m.get("status") or {}).get("failureMessage")
+                and (ready := conditions_of(m).get("Ready") or {}).get("status") == "False"
+                and (ready.get("message") or ready.get("reason"))
             )
         ),
     )
@@ -1162,6 +1174,8 @@ def _timed_out(goal: Goal, what: str, limit: float, snap: Snapshot | None) -> Co
         problem += "".join(
             f"; machine {name} failed: {message}" for name, message in snap.machine_failures[:3]
         )
+    if snap is not None and snap.machine_waits:
+        problem += "".join(f"; machine {name}: {message}" for name, message in snap.machine_waits[:3])
     return CommandError(
         f"timed out after {format_duration(limit)} waiting for {what} of cluster {goal.name} "
         f"({problem}); nothing was undone and the cluster keeps reconciling in the background. "

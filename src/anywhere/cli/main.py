@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from anywhere import __version__
 from anywhere.api import (
@@ -48,12 +49,12 @@ generate_app = typer.Typer(help="Generate cluster configurations and CRDs.", no_
 app.add_typer(generate_app, name="generate")
 register_lifecycle(app)  # create, upgrade, delete, get: anywhere.cli.cluster
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", markup=True)
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 

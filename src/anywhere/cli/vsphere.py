@@ -10,6 +10,7 @@ controllers read them. They are never printed, logged or written anywhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from typing import Any, Final
 
@@ -17,12 +18,12 @@ from anywhere.api.infra.vsphere import default_datacenter, default_machine
 from anywhere.api.v1alpha1.vsphere import FailureDomain, VSphereDatacenterConfig, VSphereMachineConfig
 from anywhere.cli.cluster import CommandError, Spec, out
 from anywhere.controllers.objects import create_or_patch
-from anywhere.controllers.resources import SECRETS, SYSTEM_NAMESPACE
+from anywhere.controllers.resources import NAMESPACES, SECRETS, SYSTEM_NAMESPACE
 from anywhere.providers.vsphere._vcenter import Credentials, Server, VCenter, VCenterError
 from anywhere.providers.vsphere.inventory import MachineCheck, PlacementNames
 from anywhere.providers.vsphere.inventory import preflight as check_inventory
 from anywhere.providers.vsphere.session import CREDENTIALS_SECRET, credentials_secret
-from anywhere.runtime import Client, NotFoundError
+from anywhere.runtime import AlreadyExistsError, Client, NotFoundError
 
 __all__ = ["PASSWORD_ENV", "USERNAME_ENV", "preflight", "store_credentials"]
 
@@ -147,6 +148,11 @@ async def store_credentials(client: Client, spec: Spec) -> None:
     """Write the credentials Secret the controllers read (for a vSphere spec; else nothing)."""
     if _datacenter(spec) is None:
         return
+    # A new plane's controllers make the namespace too, but the Secret may come first.
+    with contextlib.suppress(AlreadyExistsError):
+        await client.create(
+            NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}}
+        )
     desired = credentials_secret(_credentials(), SYSTEM_NAMESPACE)
     try:
         current = await client.get(SECRETS, CREDENTIALS_SECRET, SYSTEM_NAMESPACE)

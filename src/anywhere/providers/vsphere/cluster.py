@@ -41,12 +41,13 @@ from anywhere.controllers.objects import (
 from anywhere.controllers.resources import CAPI_CLUSTERS, SECRETS, VSPHERE_CLUSTERS, VSPHERE_MACHINES
 from anywhere.providers.sim.endpoints import EndpointError
 from anywhere.providers.sim.served import ENDPOINT_RETRY, ENDPOINT_UNAVAILABLE, ServedClusterAPI
+from anywhere.providers.vsphere._retry import Retries
 from anywhere.providers.vsphere._vcenter import Sessions, VCenterError
 from anywhere.providers.vsphere.inventory import find_datacenter
 from anywhere.providers.vsphere.session import session_for
 from anywhere.runtime import Controller, InformerFactory, Result, enqueue_mapped, split_key
 
-__all__ = ["FINALIZER", "VCENTER_AVAILABLE", "VSphereClusterController", "backoff", "controller"]
+__all__ = ["FINALIZER", "USER_ERRORS", "VCENTER_AVAILABLE", "VSphereClusterController", "controller"]
 
 log = logging.getLogger("anywhere.controllers.vspherecluster")
 Obj = dict[str, Any]
@@ -64,12 +65,6 @@ USER_ERRORS: Final = frozenset(
         DATACENTER_NOT_FOUND,
     }
 )
-MAX_BACKOFF: Final = 60.0
-
-
-def backoff(failures: int) -> float:
-    """Seconds until the next attempt after ``failures`` failed ones in a row: 2, 4, 8 ... 60."""
-    return min(MAX_BACKOFF, 2.0 ** max(1, failures))
 
 
 class VSphereClusterController(Controller):
@@ -86,7 +81,7 @@ class VSphereClusterController(Controller):
         self.machines = ctx.manager.informer(VSPHERE_MACHINES)
         self.watch(VSPHERE_CLUSTERS, enqueue_mapped(lambda o: [f"{namespace_of(o)}/{name_of(o)}"]))
         self.watch(CAPI_CLUSTERS, enqueue_mapped(self._infrastructure_of))
-        self._failures: dict[str, int] = {}
+        self.retries = Retries()
 
     async def run(self, factory: InformerFactory) -> None:
         try:
@@ -102,7 +97,7 @@ class VSphereClusterController(Controller):
         namespace, _ = split_key(key)
         obj = self.clusters.get(key)
         if obj is None or namespace is None:
-            self._failures.pop(key, None)
+            self.retries.succeeded(key)
             return None
         cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL) or name_of(obj)
         if is_paused(obj) or cluster_paused(self.capi_clusters.get(f"{namespace}/{cluster_name}")):
@@ -115,6 +110,9 @@ class VSphereClusterController(Controller):
             log.info("cluster %s: served API removed", key)
             return None
         obj = await add_finalizer(self.ctx.client, VSPHERE_CLUSTERS, obj, FINALIZER)
+        wait = self.retries.wait(key, obj)
+        if wait is not None:
+            return Result(requeue_after=wait)
         datacenter = str((obj.get("spec") or {}).get("datacenter") or "")
         status = copy.deepcopy(obj.get("status") or {})
         try:
@@ -127,16 +125,16 @@ class VSphereClusterController(Controller):
                     "spec.datacenter of the VSphereDatacenterConfig",
                 )
         except VCenterError as exc:
-            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            failures, delay = self.retries.failed(key, obj)
             severity = ERROR if exc.reason in USER_ERRORS else WARNING
-            message = f"{exc.message} (attempt {failures}; trying again)"
+            message = f"{exc.message} (attempt {failures}; trying again in {delay:.0f}s)"
             set_false(status, VCENTER_AVAILABLE, exc.reason, message, severity)
             if not status.get("ready"):
                 set_false(status, READY, exc.reason, message, severity)
             await write_status(self.ctx.client, VSPHERE_CLUSTERS, obj, status)
             log.warning("cluster %s: %s", key, message)
-            return Result(requeue_after=backoff(failures))
-        self._failures.pop(key, None)
+            return Result(requeue_after=delay)
+        self.retries.succeeded(key)
         set_true(status, VCENTER_AVAILABLE)
         domains = (obj.get("spec") or {}).get("failureDomains") or []
         if domains:

@@ -70,8 +70,9 @@ from anywhere.controllers.resources import (
 from anywhere.providers.kubelet import node_addresses
 from anywhere.providers.sim.guest import SimulatedGuest
 from anywhere.providers.vsphere import vm as vms
+from anywhere.providers.vsphere._retry import Retries
 from anywhere.providers.vsphere._vcenter import TASK_FAILED, Sessions, VCenter, VCenterError
-from anywhere.providers.vsphere.cluster import USER_ERRORS, backoff
+from anywhere.providers.vsphere.cluster import USER_ERRORS
 from anywhere.providers.vsphere.inventory import (
     PlacementNames,
     find_datacenter,
@@ -120,7 +121,8 @@ class VSphereMachineController(Controller):
         self.watch(VSPHERE_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
         self.watch(CAPI_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
         ctx.clusters.add_node_listener(self.guest.node_listener(self.enqueue))
-        self._failures: dict[str, int] = {}
+        self.retries = Retries()
+        self._waiting_since: dict[str, float] = {}  # key -> when it was first seen up without an IP
         self._checked: dict[str, float] = {}  # key -> monotonic time its VM was last seen as expected
         # Failure domains chosen by this process that the cache may not show yet (rebuilt from the
         # API after a restart: a choice is in status.failureDomain before anything is made).
@@ -134,7 +136,8 @@ class VSphereMachineController(Controller):
             yield f"{namespace}/{name_of(machine)}"
 
     def _forget(self, key: str) -> None:
-        self._failures.pop(key, None)
+        self.retries.succeeded(key)
+        self._waiting_since.pop(key, None)
         self._checked.pop(key, None)
         self._placed.pop(key, None)
         self.guest.forget(key)
@@ -152,6 +155,9 @@ class VSphereMachineController(Controller):
         if is_paused(obj) or cluster_paused(capi):
             return None
         vsphere_cluster = self._vsphere_cluster(namespace, cluster_name, capi)
+        wait = self.retries.wait(key, obj)
+        if wait is not None:
+            return Result(requeue_after=wait)
         try:
             if deleting(obj):
                 return await self._delete(key, obj, vsphere_cluster, capi)
@@ -173,15 +179,15 @@ class VSphereMachineController(Controller):
         set_false(status, READY, reason, message, severity)
         return await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
 
-    async def _failed(self, key: str, obj: Obj, exc: VCenterError) -> Result:
-        """A failed attempt: say why on the machine, try again later (2 s doubling to a minute)."""
-        failures = self._failures[key] = self._failures.get(key, 0) + 1
+    async def _failed(self, key: str, obj: Obj, exc: VCenterError, status: Obj | None = None) -> Result:
+        """A failed attempt: say why on the machine (in ``status``, when the caller has changes of its
+        own to write with it), and try again later (2 s doubling to a minute)."""
+        failures, delay = self.retries.failed(key, obj)
         severity = ERROR if exc.reason in USER_ERRORS else WARNING
-        delay = backoff(failures)
         message = f"{exc.message} (attempt {failures}; trying again in {delay:.0f}s)"
         log.warning("machine %s: %s", key, message)
-        current = self.machines.get(key) or obj
-        status = copy.deepcopy(current.get("status") or {})
+        current = obj if status is not None else self.machines.get(key) or obj
+        status = copy.deepcopy(status if status is not None else current.get("status") or {})
         if not status.get("ready") or deleting(current):
             set_false(status, READY, exc.reason, message, severity)
             await write_status(self.ctx.client, VSPHERE_MACHINES, current, status)
@@ -242,7 +248,7 @@ class VSphereMachineController(Controller):
             return vms.observe(si, found)
 
         state = await vcenter.call(configure)
-        self._failures.pop(key, None)
+        self.retries.succeeded(key)
         if state.ip is None:
             return await self._waiting_for_ip(key, obj, state, names)
         return await self._ready(key, obj, owner, cluster_name, state)
@@ -317,11 +323,12 @@ class VSphereMachineController(Controller):
             if state.state in ("queued", "running"):
                 return Result(requeue_after=TASK_POLL)
             status.pop("taskRef", None)
-            await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
             if state.state == "error":
-                raise VCenterError(
+                failure = VCenterError(
                     TASK_FAILED, f"cloning template {names.template!r} failed in vCenter: {state.error}"
                 )
+                return await self._failed(key, obj, failure, status)
+            await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
             return Result(requeue_after=0.0)  # done (or gone): look for the VM again
         desired = await self._desired(obj, names, data_secret, cluster_name)
 
@@ -347,7 +354,9 @@ class VSphereMachineController(Controller):
         return Result(requeue_after=TASK_POLL)
 
     async def _waiting_for_ip(self, key: str, obj: Obj, state: vms.VMState, names: PlacementNames) -> Result:
-        waited = time.time() - state.boot_time if state.boot_time else 0.0
+        # vCenter's boot time when it has one; else since this controller first saw the VM up.
+        since = state.boot_time or self._waiting_since.setdefault(key, time.time())
+        waited = max(0.0, time.time() - since)
         message = (
             f"VM {state.name} is powered on and has reported no IP address for {waited:.0f}s; its guest gets one "
             f"by DHCP on network {names.network!r}: check that DHCP serves that network"
@@ -358,6 +367,7 @@ class VSphereMachineController(Controller):
     async def _ready(
         self, key: str, obj: Obj, owner: Obj, cluster_name: str, state: vms.VMState
     ) -> Result | None:
+        self._waiting_since.pop(key, None)
         provider_id = f"vsphere://{state.bios_uuid}"
         if (obj.get("spec") or {}).get("providerID") != provider_id:
             obj = await patch_at_version(
@@ -421,7 +431,15 @@ class VSphereMachineController(Controller):
             return None
         status = obj.get("status") or {}
         uid = str((obj.get("metadata") or {}).get("uid") or "")
-        if vsphere_cluster is not None:
+        # A machine is only ever cloned once its VSphereCluster is ready (which it never stops being):
+        # if that never happened and no task or VM was recorded, vCenter holds nothing of it, and need
+        # not (perhaps cannot: an untrusted server) be asked.
+        never_made = not (
+            status.get("taskRef")
+            or status.get("vmRef")
+            or (vsphere_cluster is not None and (vsphere_cluster.get("status") or {}).get("ready"))
+        )
+        if vsphere_cluster is not None and not never_made:
             vcenter = session_for(self.sessions, self.secrets, vsphere_cluster)
             task_ref = status.get("taskRef")
             if task_ref:
@@ -442,7 +460,7 @@ class VSphereMachineController(Controller):
             removed = await vcenter.call(remove)
             if removed:
                 log.info("machine %s: VM %s powered off and destroyed", key, removed)
-        else:
+        elif not never_made:
             log.warning("machine %s: its VSphereCluster is gone; no vCenter to remove a VM from", key)
         cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL, "")
         going = capi is None or deleting(capi) or vsphere_cluster is None or deleting(vsphere_cluster)

@@ -1,0 +1,68 @@
+"""When a failed vCenter step is tried again: a delay that grows with each failure in a row.
+
+A failure is written to the object's status (the message counts the attempts), and that write comes
+back as a watch event that queues the object at once, as does its owner Machine copying the
+condition. So the delay cannot be left to ``Result(requeue_after=...)`` alone: each reconcile asks
+:meth:`Retries.wait` first and goes back to sleep until the attempt is due. A changed spec
+(``metadata.generation``) or a deletion is tried at once, so a fix does not wait out a minute.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = ["MAX_BACKOFF", "Retries", "backoff"]
+
+Obj = dict[str, Any]
+
+MAX_BACKOFF: Final = 60.0
+
+
+def backoff(failures: int) -> float:
+    """Seconds until the next attempt after ``failures`` failed ones in a row: 2, 4, 8 ... 60."""
+    return min(MAX_BACKOFF, 2.0 ** max(1, failures))
+
+
+def _state(obj: Obj) -> tuple[int, bool]:
+    meta = obj.get("metadata") or {}
+    return int(meta.get("generation") or 0), bool(meta.get("deletionTimestamp"))
+
+
+@dataclass(frozen=True)
+class _Due:
+    at: float  # time.monotonic()
+    state: tuple[int, bool]  # (generation, deleting) the failure was about
+
+
+class Retries:
+    """Failures in a row and the next attempt's time, per object key (in memory: a restarted
+    controller tries everything once at once, then backs off again)."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, int] = {}
+        self._due: dict[str, _Due] = {}
+
+    def failed(self, key: str, obj: Obj) -> tuple[int, float]:
+        """Record a failed attempt; returns (failures in a row, seconds until the next attempt)."""
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        delay = backoff(failures)
+        self._due[key] = _Due(time.monotonic() + delay, _state(obj))
+        return failures, delay
+
+    def wait(self, key: str, obj: Obj) -> float | None:
+        """Seconds until the next attempt at ``obj`` is due, or None to go ahead now."""
+        due = self._due.get(key)
+        if due is None:
+            return None
+        if due.state != _state(obj):
+            del self._due[key]  # the spec changed, or the object is being deleted: try at once
+            return None
+        left = due.at - time.monotonic()
+        return left if left > 0 else None
+
+    def succeeded(self, key: str) -> None:
+        """The step went through: the next failure starts from the shortest delay again."""
+        self._failures.pop(key, None)
+        self._due.pop(key, None)
