@@ -120,8 +120,11 @@ def stop_server(server: Server) -> int:
             server.process.kill()
 
 
-def kubectl_json(kubeconfig: Path, *args: str) -> Any:
-    """``kubectl --kubeconfig KUBECONFIG ARGS -o json`` (the machine's kubectl), parsed."""
+def kubectl_json(kubeconfig: Path, *args: str, must: bool = True) -> Any:
+    """``kubectl --kubeconfig KUBECONFIG ARGS -o json`` (the machine's kubectl), parsed; with
+    ``must=False``, None when kubectl fails (the API does not answer yet, the object is not there)."""
+    if not must and not kubeconfig.exists():
+        return None
     result = subprocess.run(
         ["kubectl", "--kubeconfig", str(kubeconfig), "--request-timeout=20s", *args, "-o", "json"],
         capture_output=True,
@@ -129,5 +132,7 @@ def kubectl_json(kubeconfig: Path, *args: str) -> Any:
         timeout=60,
         check=False,
     )
+    if not must and result.returncode != 0:
+        return None
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

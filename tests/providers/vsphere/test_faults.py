@@ -41,7 +41,7 @@ from anywhere.cli import plane as planes
 from anywhere.providers.vsphere._retry import backoff
 from anywhere.providers.vsphere.vm import CLUSTER_KEY
 from anywhere.runtime import Client
-from tests.conftest import start_server, stop_server
+from tests.conftest import kubectl_json, start_server, stop_server
 from tests.providers.vsphere.proxy import TcpProxy
 from tests.providers.vsphere.spec import TEMPLATES, documents, write
 from tests.vcsim import (
@@ -120,16 +120,7 @@ def vm_power_and_ip(v: Vcsim, names: set[str]) -> dict[str, tuple[str, str]]:
 
 def api_json(kubeconfig: Path, *args: str) -> Any:
     """``kubectl ... -o json`` parsed, or None when the API does not answer (yet)."""
-    if not kubeconfig.exists():
-        return None
-    result = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), "--request-timeout=20s", *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return json.loads(result.stdout) if result.returncode == 0 else None
+    return kubectl_json(kubeconfig, *args, must=False)
 
 
 def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
