@@ -44,6 +44,7 @@ __all__ = [
     "UNKNOWN_MESSAGE",
     "cni_configured",
     "create_or_adopt_node",
+    "internal_ip",
     "node_addresses",
     "node_annotations",
     "node_conditions",
@@ -133,6 +134,15 @@ def node_annotations(machine: str, cluster: str, namespace: str) -> dict[str, st
 
 def node_addresses(address: str, hostname: str) -> list[Obj]:
     return [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": hostname}]
+
+
+def internal_ip(machine: Obj) -> str | None:
+    """The InternalIP an infrastructure machine reports in ``status.addresses`` (as
+    :func:`node_addresses` writes them), or None before it has one."""
+    for address in (machine.get("status") or {}).get("addresses") or ():
+        if address.get("type") == "InternalIP" and address.get("address"):
+            return str(address["address"])
+    return None
 
 
 def node_info(

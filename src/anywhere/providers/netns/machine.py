@@ -83,7 +83,7 @@ from anywhere.controllers.objects import (
 from anywhere.controllers.remote import kubeconfig_secret_name
 from anywhere.controllers.resources import CAPI_CLUSTERS, MACHINES, NETNS_CLUSTERS, NETNS_MACHINES, SECRETS
 from anywhere.providers.base import CREATE_ERROR
-from anywhere.providers.kubelet import node_addresses, rfc3339
+from anywhere.providers.kubelet import internal_ip, node_addresses, rfc3339
 from anywhere.providers.netns._host import NetnsError, read_json, write_json
 from anywhere.providers.netns.cluster import API_PORT, SHARED_FILES, apiserver_secret_name
 from anywhere.providers.netns.etcd_admin import LearnerNotReady, NetnsEtcdAdmin
@@ -94,7 +94,6 @@ from anywhere.providers.netns.provider import (
     STATE_ENV,
     NetnsClusterEtcd,
     fabric_of,
-    internal_ip,
     netns_cluster_of,
 )
 from anywhere.runtime import Controller, NotFoundError, Result, enqueue_mapped, enqueue_self, split_key

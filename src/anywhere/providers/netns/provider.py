@@ -41,6 +41,7 @@ from anywhere.controllers.resources import (
     NETNS_MACHINES,
 )
 from anywhere.providers.base import control_plane_host
+from anywhere.providers.kubelet import internal_ip
 from anywhere.providers.netns._dial import connector_factory, socket_factory
 from anywhere.providers.netns.etcd_admin import NetnsEtcdAdmin
 from anywhere.providers.netns.etcd_member import CLIENT_PORT
@@ -57,7 +58,6 @@ __all__ = [
     "NetnsClusterEtcd",
     "NetnsProvider",
     "fabric_of",
-    "internal_ip",
     "netns_cluster_of",
     "state_dir",
 ]
@@ -74,13 +74,6 @@ def state_dir(ctx: Context) -> Path:
     """The provider's state folder for this plane (see the module doc)."""
     configured = os.environ.get(STATE_ENV)
     return Path(configured) if configured else ctx.data_dir / "netns"
-
-
-def internal_ip(machine: Obj) -> str | None:
-    for address in (machine.get("status") or {}).get("addresses") or ():
-        if address.get("type") == "InternalIP" and address.get("address"):
-            return str(address["address"])
-    return None
 
 
 def netns_cluster_of(ctx: Context, namespace: str, cluster: str) -> Obj | None:

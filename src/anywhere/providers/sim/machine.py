@@ -79,6 +79,7 @@ from anywhere.providers.kubelet import (
     HEARTBEAT_PERIOD,
     LEASE_DURATION_SECONDS,
     NODE_LEASE_NAMESPACE,
+    internal_ip,
     node_addresses,
     node_conditions,
     rfc3339,
@@ -194,13 +195,6 @@ def mac_of(machine: Obj) -> str:
     uid = str((machine.get("metadata") or {}).get("uid") or f"{namespace_of(machine)}/{name_of(machine)}")
     digest = hashlib.sha256(uid.encode()).digest()
     return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
-
-
-def internal_ip(machine: Obj) -> str | None:
-    for address in (machine.get("status") or {}).get("addresses") or ():
-        if address.get("type") == "InternalIP" and address.get("address"):
-            return str(address["address"])
-    return None
 
 
 def build_pool(

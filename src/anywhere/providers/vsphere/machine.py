@@ -67,7 +67,7 @@ from anywhere.controllers.resources import (
     VSPHERE_CLUSTERS,
     VSPHERE_MACHINES,
 )
-from anywhere.providers.kubelet import node_addresses
+from anywhere.providers.kubelet import internal_ip, node_addresses
 from anywhere.providers.sim.guest import SimulatedGuest
 from anywhere.providers.vsphere import vm as vms
 from anywhere.providers.vsphere._retry import Retries
@@ -411,14 +411,7 @@ class VSphereMachineController(Controller):
         return await self._run_guest(key, obj, owner, cluster_name)
 
     async def _run_guest(self, key: str, obj: Obj, owner: Obj, cluster_name: str) -> Result | None:
-        address = next(
-            (
-                str(a.get("address"))
-                for a in (obj.get("status") or {}).get("addresses") or ()
-                if a.get("type") == "InternalIP"
-            ),
-            "",
-        )
+        address = internal_ip(obj) or ""
         provider_id = str((obj.get("spec") or {}).get("providerID") or "")
         return await self.guest.run(key, obj, owner, cluster_name, address, provider_id)
 
