@@ -28,7 +28,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -67,6 +67,7 @@ VCENTER_ERROR: Final = "VCenterError"
 CONNECT_TIMEOUT: Final = 10.0
 # vSphere 6.5's API, which every later vCenter also speaks (and the simulator reports).
 API_VERSION: Final = "vim.version.version11"
+PBM_VERSION: Final = "pbm.version.version2"
 # Calls that take longer are vCenter being slow, not the network; tasks are polled, not waited on.
 CALL_TIMEOUT: Final = 60.0
 THREADS_PER_SESSION: Final = 4
@@ -128,13 +129,55 @@ class Server:
         host, port = self.address
         return host if port == 443 else f"{host}:{port}"
 
-    def ssl_context(self) -> ssl.SSLContext:
-        if self.thumbprint or self.insecure:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
-        return ssl.create_default_context()
+    def soap_stub(self, path: str, version: str, **options: Any) -> Any:
+        """A pyVmomi stub for one of vCenter's SOAP services. With a thumbprint pyVmomi pins it, and
+        only when normal verification fails, so the context verifies unless ``insecure``."""
+        host, port = self.address
+        return SoapStubAdapter(
+            host=host,
+            port=port,
+            path=path,
+            version=version,
+            sslContext=_unverified_context() if self.insecure else ssl.create_default_context(),
+            thumbprint=normal_thumbprint(self.thumbprint) or None,
+            **options,
+        )
+
+    def https_connection(self) -> http.client.HTTPSConnection:
+        """A connection for vCenter's REST API, trusted as the SOAP stubs trust the server (a
+        thumbprint is checked on connecting)."""
+        host, port = self.address
+        pinned = bool(self.thumbprint) or self.insecure
+        context = _unverified_context() if pinned else ssl.create_default_context()
+        connection = http.client.HTTPSConnection(host, port, timeout=CALL_TIMEOUT, context=context)
+        if self.thumbprint:
+            connection.connect()
+            assert connection.sock is not None
+            actual = _sha1(connection.sock.getpeercert(binary_form=True) or b"")
+            if normal_thumbprint(actual) != normal_thumbprint(self.thumbprint):
+                connection.close()
+                raise _mismatch(self, actual)
+        return connection
+
+
+def _unverified_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _sha1(der: bytes) -> str:
+    return format_thumbprint(hashlib.sha1(der).hexdigest())
+
+
+def _mismatch(server: Server, actual: str) -> VCenterError:
+    return VCenterError(
+        THUMBPRINT_MISMATCH,
+        f"vCenter {server.display} presented a certificate with thumbprint {format_thumbprint(actual)}, but "
+        f"the VSphereDatacenterConfig's spec.thumbprint is {format_thumbprint(server.thumbprint)}; if the "
+        "server's certificate was replaced, check the new one with vCenter and set spec.thumbprint to it",
+    )
 
 
 def fault_text(fault: BaseException) -> str:
@@ -150,12 +193,9 @@ def fault_text(fault: BaseException) -> str:
 
 def _peer_certificate(server: Server) -> bytes:
     host, port = server.address
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
     with (
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as raw,
-        context.wrap_socket(raw, server_hostname=host) as tls,
+        _unverified_context().wrap_socket(raw, server_hostname=host) as tls,
     ):
         der = tls.getpeercert(binary_form=True)
     if not der:
@@ -176,37 +216,32 @@ def check_trust(server: Server) -> None:
     """Raise VCenterError unless the server's certificate is trusted as the config says."""
     if server.insecure:
         return
-    try:
-        der = _peer_certificate(server)
-    except (OSError, ssl.SSLError) as exc:
-        raise _unreachable(server, exc) from None
-    actual = format_thumbprint(hashlib.sha1(der).hexdigest())
-    if server.thumbprint:
-        if normal_thumbprint(server.thumbprint) != normal_thumbprint(actual):
-            raise VCenterError(
-                THUMBPRINT_MISMATCH,
-                f"vCenter {server.display} presented a certificate with thumbprint {actual}, but the "
-                f"VSphereDatacenterConfig's spec.thumbprint is {format_thumbprint(server.thumbprint)}; "
-                "if the server's certificate was replaced, check the new one with vCenter and set "
-                "spec.thumbprint to it",
-            )
-        return
     host, port = server.address
     try:
+        if server.thumbprint:
+            actual = _sha1(_peer_certificate(server))
+            if normal_thumbprint(actual) != normal_thumbprint(server.thumbprint):
+                raise _mismatch(server, actual)
+            return
         with (
             socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as raw,
             ssl.create_default_context().wrap_socket(raw, server_hostname=host),
         ):
-            pass
+            return
     except ssl.SSLCertVerificationError as exc:
-        raise VCenterError(
-            CERTIFICATE_NOT_TRUSTED,
-            f"the certificate of vCenter {server.display} is not trusted by this host "
-            f"({exc.verify_message}); its thumbprint is {actual}: after checking that with vCenter, "
-            "set spec.thumbprint of the VSphereDatacenterConfig to it (or spec.insecure: true)",
-        ) from None
+        why = exc.verify_message
     except (OSError, ssl.SSLError) as exc:
         raise _unreachable(server, exc) from None
+    try:
+        actual = _sha1(_peer_certificate(server))
+    except (OSError, ssl.SSLError) as exc:
+        raise _unreachable(server, exc) from None
+    raise VCenterError(
+        CERTIFICATE_NOT_TRUSTED,
+        f"the certificate of vCenter {server.display} is not trusted by this host ({why}); its "
+        f"thumbprint is {actual}: after checking that with vCenter, set spec.thumbprint of the "
+        "VSphereDatacenterConfig to it (or spec.insecure: true)",
+    )
 
 
 class VCenter:
@@ -229,19 +264,7 @@ class VCenter:
         """Log in. The stub pins the thumbprint when one is set: pyVmomi checks the pin when normal
         verification fails, so the context must verify (an unverified one would skip the pin)."""
         check_trust(self.server)
-        host, port = self.server.address
-        context = ssl.create_default_context()
-        if self.server.insecure:
-            context = self.server.ssl_context()
-        stub = SoapStubAdapter(
-            host=host,
-            port=port,
-            path="/sdk",
-            version=API_VERSION,
-            sslContext=context,
-            thumbprint=normal_thumbprint(self.server.thumbprint) or None,
-            connectionPoolTimeout=-1,
-        )
+        stub = self.server.soap_stub("/sdk", API_VERSION, connectionPoolTimeout=-1)
         try:
             si: Any = vim.ServiceInstance("ServiceInstance", stub)
             si.content.sessionManager.Login(self._credentials.username, self._credentials.password, None)
@@ -252,12 +275,8 @@ class VCenter:
                 f"vCenter {self.server.display} refused the user name or password (from "
                 f"{self._credentials.where}); check them",
             ) from None
-        except ThumbprintMismatchException:
-            raise VCenterError(
-                THUMBPRINT_MISMATCH,
-                f"vCenter {self.server.display} presented a certificate whose thumbprint is not "
-                "spec.thumbprint of the VSphereDatacenterConfig",
-            ) from None
+        except ThumbprintMismatchException as exc:  # the certificate changed since check_trust
+            raise _mismatch(self.server, str(exc.actual)) from None
         except (OSError, http.client.HTTPException) as exc:
             raise _unreachable(self.server, exc) from None
 
@@ -318,82 +337,67 @@ class VCenter:
 
     def pbm_content(self, si: Any) -> Any:
         """The storage policy service's content, reached with this session's cookie."""
-        host, port = self.server.address
-        stub = SoapStubAdapter(
-            host=host,
-            port=port,
-            path="/pbm/sdk",
-            version="pbm.version.version2",
-            sslContext=ssl.create_default_context()
-            if not self.server.insecure
-            else self.server.ssl_context(),
-            thumbprint=normal_thumbprint(self.server.thumbprint) or None,
-            requestContext={"vcSessionCookie": si._stub.GetSessionId()},
+        stub = self.server.soap_stub(
+            "/pbm/sdk", PBM_VERSION, requestContext={"vcSessionCookie": si._stub.GetSessionId()}
         )
         return pbm.ServiceInstance("ServiceInstance", stub).RetrieveContent()
 
-    def rest(self, method: str, path: str, body: Any = None) -> Any:
-        """One call of vCenter's REST API (``/rest``: tagging), logged in with basic auth per call's
-        session; returns the ``value`` of the answer. Runs on a worker thread."""
-        host, port = self.server.address
-        context = self.server.ssl_context()
-        connection = http.client.HTTPSConnection(host, port, timeout=CALL_TIMEOUT, context=context)
+    @contextlib.contextmanager
+    def rest(self) -> Iterator[Callable[..., Any]]:
+        """A session of vCenter's REST API (``/rest``: tagging), logged in with basic auth once for
+        the calls made in it: yields ``call(method, path, body=None)``, which returns the answer's
+        ``value`` (None for 404). Runs on a worker thread."""
         try:
-            self._pin(connection)
-            token = base64.b64encode(
-                f"{self._credentials.username}:{self._credentials.password}".encode()
-            ).decode()
-            connection.request(
-                "POST", "/rest/com/vmware/cis/session", headers={"Authorization": f"Basic {token}"}
-            )
-            answer = connection.getresponse()
-            payload = answer.read()
-            if answer.status == 401:
-                raise VCenterError(
-                    INVALID_CREDENTIALS,
-                    f"vCenter {self.server.display} refused the user name or password for its REST API (from "
-                    f"{self._credentials.where})",
-                )
-            if answer.status >= 300:
-                raise VCenterError(
-                    VCENTER_ERROR, f"vCenter {self.server.display}: REST login answered {answer.status}"
-                )
-            session = json.loads(payload)["value"]
-            headers = {"vmware-api-session-id": session, "Content-Type": "application/json"}
-            connection.request(
-                method, path, body=json.dumps(body) if body is not None else None, headers=headers
-            )
-            answer = connection.getresponse()
-            payload = answer.read()
+            connection = self.server.https_connection()
+        except (OSError, http.client.HTTPException) as exc:
+            raise _unreachable(self.server, exc) from None
+        try:
+            headers = self._rest_login(connection)
+
+            def call(method: str, path: str, body: Any = None) -> Any:
+                data = json.dumps(body) if body is not None else None
+                connection.request(method, path, body=data, headers=headers)
+                answer = connection.getresponse()
+                payload = answer.read()
+                if answer.status == 404:
+                    return None
+                if answer.status >= 300:
+                    raise VCenterError(
+                        VCENTER_ERROR,
+                        f"vCenter {self.server.display}: {method} {path.split('?')[0]} answered "
+                        f"{answer.status}: {payload[:200].decode(errors='replace')}",
+                    )
+                return json.loads(payload).get("value") if payload else None
+
+            yield call
             with contextlib.suppress(OSError, http.client.HTTPException):
                 connection.request("DELETE", "/rest/com/vmware/cis/session", headers=headers)
                 connection.getresponse().read()
-            if answer.status == 404:
-                return None
-            if answer.status >= 300:
-                raise VCenterError(
-                    VCENTER_ERROR,
-                    f"vCenter {self.server.display}: {method} {path.split('?')[0]} answered {answer.status}: "
-                    f"{payload[:200].decode(errors='replace')}",
-                )
-            return json.loads(payload).get("value") if payload else None
         except (OSError, http.client.HTTPException) as exc:
             raise _unreachable(self.server, exc) from None
         finally:
             connection.close()
 
-    def _pin(self, connection: http.client.HTTPSConnection) -> None:
-        if not self.server.thumbprint:
-            return
-        connection.connect()
-        assert connection.sock is not None
-        der = connection.sock.getpeercert(binary_form=True) or b""
-        if normal_thumbprint(hashlib.sha1(der).hexdigest()) != normal_thumbprint(self.server.thumbprint):
+    def _rest_login(self, connection: http.client.HTTPSConnection) -> dict[str, str]:
+        token = base64.b64encode(
+            f"{self._credentials.username}:{self._credentials.password}".encode()
+        ).decode()
+        connection.request(
+            "POST", "/rest/com/vmware/cis/session", headers={"Authorization": f"Basic {token}"}
+        )
+        answer = connection.getresponse()
+        payload = answer.read()
+        if answer.status == 401:
             raise VCenterError(
-                THUMBPRINT_MISMATCH,
-                f"vCenter {self.server.display} presented a certificate whose thumbprint is not "
-                "spec.thumbprint of the VSphereDatacenterConfig",
+                INVALID_CREDENTIALS,
+                f"vCenter {self.server.display} refused the user name or password for its REST API (from "
+                f"{self._credentials.where})",
             )
+        if answer.status >= 300:
+            raise VCenterError(
+                VCENTER_ERROR, f"vCenter {self.server.display}: REST login answered {answer.status}"
+            )
+        return {"vmware-api-session-id": json.loads(payload)["value"], "Content-Type": "application/json"}
 
 
 class Sessions:

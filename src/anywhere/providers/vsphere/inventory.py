@@ -144,8 +144,13 @@ def storage_policy_names(vcenter: VCenter, si: Any) -> set[str]:
     return set(storage_policies(vcenter, si))
 
 
-def tag_exists(vcenter: VCenter, tag: str) -> bool:
-    return vcenter.rest("GET", f"/rest/com/vmware/cis/tagging/tag/id:{tag}") is not None
+def missing_tags(vcenter: VCenter, tags: Iterable[str]) -> set[str]:
+    """The tag IDs of ``tags`` that vCenter does not know (one REST session for all of them)."""
+    wanted = set(tags)
+    if not wanted:
+        return set()
+    with vcenter.rest() as call:
+        return {tag for tag in wanted if call("GET", f"/rest/com/vmware/cis/tagging/tag/id:{tag}") is None}
 
 
 def _pool_of(si: Any, datacenter: Any, path: str) -> Any | None:
@@ -273,7 +278,8 @@ def preflight(
         return [Problem(f"{datacenter_where} spec.datacenter", _missing("datacenter", datacenter))]
     problems: list[Problem] = []
     policies: set[str] | None = None
-    for check in machines:
+    checks = list(machines)
+    for check in checks:
         where = check.kind_name
         placement = _resolve(si, check.names, problems, where)
         template = placement.template if placement is not None else None
@@ -323,13 +329,16 @@ def preflight(
                         f"{', '.join(sorted(policies)) or 'none'}",
                     )
                 )
-        problems.extend(
-            Problem(
-                f"{where} tags", f"tag {tag} was not found in vCenter; create it or remove it from the spec"
-            )
-            for tag in check.tags
-            if not tag_exists(vcenter, tag)
+    unknown = missing_tags(vcenter, (tag for check in checks for tag in check.tags))
+    problems.extend(
+        Problem(
+            f"{check.kind_name} tags",
+            f"tag {tag} was not found in vCenter; create it or remove it from the spec",
         )
+        for check in checks
+        for tag in check.tags
+        if tag in unknown
+    )
     unique: dict[str, Problem] = {}
     for problem in problems:
         unique.setdefault(str(problem), problem)

@@ -282,21 +282,18 @@ def apply_configuration(si: Any, vm: Any, placement: MachinePlacement, desired: 
 
 
 def attach_tags(vcenter: Any, moid: str, tags: tuple[str, ...]) -> None:
-    """Attach the tags the VM lacks (vCenter's tagging REST API)."""
+    """Attach the tags the VM lacks (vCenter's tagging REST API, one session)."""
     if not tags:
         return
     target = {"object_id": {"id": moid, "type": "VirtualMachine"}}
-    attached = set(
-        vcenter.rest(
-            "POST", "/rest/com/vmware/cis/tagging/tag-association?~action=list-attached-tags", target
+    with vcenter.rest() as call:
+        attached = set(
+            call("POST", "/rest/com/vmware/cis/tagging/tag-association?~action=list-attached-tags", target)
+            or ()
         )
-        or ()
-    )
-    for tag in tags:
-        if tag not in attached:
-            vcenter.rest(
-                "POST", f"/rest/com/vmware/cis/tagging/tag-association/id:{tag}?~action=attach", target
-            )
+        for tag in tags:
+            if tag not in attached:
+                call("POST", f"/rest/com/vmware/cis/tagging/tag-association/id:{tag}?~action=attach", target)
 
 
 def power_on(si: Any, vm: Any) -> None:
