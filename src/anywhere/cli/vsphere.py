@@ -14,14 +14,15 @@ import contextlib
 import os
 from typing import Any, Final
 
-from anywhere.api.infra.vsphere import default_datacenter, default_machine
+from anywhere.api.infra.vsphere import default_datacenter
 from anywhere.api.v1alpha1.vsphere import FailureDomain, VSphereDatacenterConfig, VSphereMachineConfig
 from anywhere.cli.cluster import CommandError, Spec, out
 from anywhere.controllers.objects import create_or_patch
 from anywhere.controllers.resources import NAMESPACES, SECRETS, SYSTEM_NAMESPACE
 from anywhere.providers.vsphere._vcenter import Credentials, Server, VCenter, VCenterError
-from anywhere.providers.vsphere.inventory import MachineCheck, PlacementNames
+from anywhere.providers.vsphere.inventory import MachineCheck, placement_names
 from anywhere.providers.vsphere.inventory import preflight as check_inventory
+from anywhere.providers.vsphere.provider import PROVIDER
 from anywhere.providers.vsphere.session import CREDENTIALS_SECRET, credentials_secret
 from anywhere.runtime import AlreadyExistsError, Client, NotFoundError
 
@@ -61,6 +62,7 @@ def _machine_checks(spec: Spec, datacenter: VSphereDatacenterConfig) -> list[Mac
     for group in cluster.worker_node_group_configurations or ():
         groups.append((group.machine_group_ref, group.kubernetes_version or cluster.kubernetes_version or ""))
     dc = datacenter.spec
+    cluster_spec = {"datacenter": dc.datacenter, "network": dc.network}
     domains: list[FailureDomain | None] = list(dc.failure_domains or ()) or [None]
     checks: list[MachineCheck] = []
     seen: set[tuple[str, str, str]] = set()
@@ -68,9 +70,7 @@ def _machine_checks(spec: Spec, datacenter: VSphereDatacenterConfig) -> list[Mac
         machine = config.get(ref.kind, ref.name) if ref is not None else None
         if not isinstance(machine, VSphereMachineConfig):
             continue
-        machine = machine.model_copy(deep=True)
-        default_machine(machine)
-        m = machine.spec
+        template = PROVIDER.machine_template_spec(machine)  # what its VSphereMachines get
         for domain in domains:
             key = (machine.name, version, domain.name if domain is not None and domain.name else "")
             if key in seen:
@@ -79,28 +79,15 @@ def _machine_checks(spec: Spec, datacenter: VSphereDatacenterConfig) -> list[Mac
             where = f"VSphereMachineConfig {machine.name}"
             if domain is not None:
                 where += f" (failure domain {domain.name})"
-            names = PlacementNames(
-                datacenter=dc.datacenter or "",
-                template=m.template or "",
-                network=(domain.network if domain is not None else None) or dc.network or "",
-                folder=(domain.folder if domain is not None else None) or m.folder or "",
-                resource_pool=(
-                    (domain.resource_pool or domain.compute_cluster) if domain is not None else None
-                )
-                or m.resource_pool
-                or "",
-                datastore=(domain.datastore if domain is not None else None) or m.datastore or "",
-                extra_networks=tuple(m.networks or ()),
-            )
             checks.append(
                 MachineCheck(
                     kind_name=where,
-                    names=names,
+                    names=placement_names(cluster_spec, template, domain.to_dict() if domain else None),
                     kubernetes_version=version,
-                    clone_mode=m.clone_mode or "",
-                    disk_gib=m.disk_gib,
-                    storage_policy=m.storage_policy_name or "",
-                    tags=tuple(m.tags or ()),
+                    clone_mode=str(template.get("cloneMode") or ""),
+                    disk_gib=template.get("diskGiB"),
+                    storage_policy=str(template.get("storagePolicyName") or ""),
+                    tags=tuple(template.get("tags") or ()),
                 )
             )
     return checks

@@ -1,4 +1,6 @@
-"""When a failed vCenter step is tried again: a delay that grows with each failure in a row.
+"""When a failed vCenter step is tried again, and how the failure reads on the object.
+
+The delay grows with each failure in a row.
 
 A failure is written to the object's status (the message counts the attempts), and that write comes
 back as a watch event that queues the object at once, as does its owner Machine copying the
@@ -13,11 +15,32 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["MAX_BACKOFF", "Retries", "backoff"]
+from anywhere.controllers.conditions import ERROR, WARNING
+from anywhere.providers.vsphere._vcenter import (
+    CERTIFICATE_NOT_TRUSTED,
+    INVALID_CREDENTIALS,
+    THUMBPRINT_MISMATCH,
+    VCenterError,
+)
+from anywhere.providers.vsphere.inventory import DATACENTER_NOT_FOUND
+from anywhere.providers.vsphere.session import MISSING_CREDENTIALS
+
+__all__ = ["MAX_BACKOFF", "USER_ERRORS", "Failure", "Retries", "backoff"]
 
 Obj = dict[str, Any]
 
 MAX_BACKOFF: Final = 60.0
+# Problems the user must fix (the spec, the credentials or vCenter's content) are errors; the rest
+# (vCenter unreachable, a task that failed) may pass by themselves and are warnings.
+USER_ERRORS: Final = frozenset(
+    {
+        THUMBPRINT_MISMATCH,
+        CERTIFICATE_NOT_TRUSTED,
+        INVALID_CREDENTIALS,
+        MISSING_CREDENTIALS,
+        DATACENTER_NOT_FOUND,
+    }
+)
 
 
 def backoff(failures: int) -> float:
@@ -36,6 +59,17 @@ class _Due:
     state: tuple[int, bool]  # (generation, deleting) the failure was about
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A failed attempt as a condition shows it (the message counts the attempts and says when the
+    next comes), and the seconds until that next attempt."""
+
+    reason: str
+    message: str
+    severity: str
+    delay: float
+
+
 class Retries:
     """Failures in a row and the next attempt's time, per object key (in memory: a restarted
     controller tries everything once at once, then backs off again)."""
@@ -44,12 +78,17 @@ class Retries:
         self._failures: dict[str, int] = {}
         self._due: dict[str, _Due] = {}
 
-    def failed(self, key: str, obj: Obj) -> tuple[int, float]:
-        """Record a failed attempt; returns (failures in a row, seconds until the next attempt)."""
+    def failed(self, key: str, obj: Obj, exc: VCenterError) -> Failure:
+        """Record a failed attempt at ``obj``; returns what the object's condition says of it."""
         failures = self._failures[key] = self._failures.get(key, 0) + 1
         delay = backoff(failures)
         self._due[key] = _Due(time.monotonic() + delay, _state(obj))
-        return failures, delay
+        return Failure(
+            reason=exc.reason,
+            message=f"{exc.message} (attempt {failures}; trying again in {delay:.0f}s)",
+            severity=ERROR if exc.reason in USER_ERRORS else WARNING,
+            delay=delay,
+        )
 
     def wait(self, key: str, obj: Obj) -> float | None:
         """Seconds until the next attempt at ``obj`` is due, or None to go ahead now."""

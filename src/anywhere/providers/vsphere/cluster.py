@@ -24,7 +24,7 @@ import logging
 from typing import Any, Final
 
 from anywhere.api.capi import CLUSTER_NAME_LABEL
-from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false, set_true
+from anywhere.controllers.conditions import READY, WARNING, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     add_finalizer,
@@ -43,28 +43,17 @@ from anywhere.providers.sim.endpoints import EndpointError
 from anywhere.providers.sim.served import ENDPOINT_RETRY, ENDPOINT_UNAVAILABLE, ServedClusterAPI
 from anywhere.providers.vsphere._retry import Retries
 from anywhere.providers.vsphere._vcenter import Sessions, VCenterError
-from anywhere.providers.vsphere.inventory import find_datacenter
+from anywhere.providers.vsphere.inventory import require_datacenter
 from anywhere.providers.vsphere.session import session_for
 from anywhere.runtime import Controller, InformerFactory, Result, enqueue_mapped, split_key
 
-__all__ = ["FINALIZER", "USER_ERRORS", "VCENTER_AVAILABLE", "VSphereClusterController", "controller"]
+__all__ = ["FINALIZER", "VCENTER_AVAILABLE", "VSphereClusterController", "controller"]
 
 log = logging.getLogger("anywhere.controllers.vspherecluster")
 Obj = dict[str, Any]
 
 FINALIZER: Final = "vspherecluster.infrastructure.cluster.x-k8s.io"
 VCENTER_AVAILABLE: Final = "VCenterAvailable"
-DATACENTER_NOT_FOUND: Final = "DatacenterNotFound"
-# Problems the user must fix (the spec or vCenter's content) are errors; the rest may pass.
-USER_ERRORS: Final = frozenset(
-    {
-        "ThumbprintMismatch",
-        "CertificateNotTrusted",
-        "InvalidCredentials",
-        "MissingCredentials",
-        DATACENTER_NOT_FOUND,
-    }
-)
 
 
 class VSphereClusterController(Controller):
@@ -117,23 +106,15 @@ class VSphereClusterController(Controller):
         status = copy.deepcopy(obj.get("status") or {})
         try:
             vcenter = session_for(self.sessions, self.secrets, obj)
-            found = await vcenter.call(lambda si: find_datacenter(si, datacenter) is not None)
-            if not found:
-                raise VCenterError(
-                    DATACENTER_NOT_FOUND,
-                    f"datacenter {datacenter!r} was not found in vCenter {vcenter.server.display}; check "
-                    "spec.datacenter of the VSphereDatacenterConfig",
-                )
+            await vcenter.call(require_datacenter, datacenter)
         except VCenterError as exc:
-            failures, delay = self.retries.failed(key, obj)
-            severity = ERROR if exc.reason in USER_ERRORS else WARNING
-            message = f"{exc.message} (attempt {failures}; trying again in {delay:.0f}s)"
-            set_false(status, VCENTER_AVAILABLE, exc.reason, message, severity)
+            failure = self.retries.failed(key, obj, exc)
+            set_false(status, VCENTER_AVAILABLE, failure.reason, failure.message, failure.severity)
             if not status.get("ready"):
-                set_false(status, READY, exc.reason, message, severity)
+                set_false(status, READY, failure.reason, failure.message, failure.severity)
             await write_status(self.ctx.client, VSPHERE_CLUSTERS, obj, status)
-            log.warning("cluster %s: %s", key, message)
-            return Result(requeue_after=delay)
+            log.warning("cluster %s: %s", key, failure.message)
+            return Result(requeue_after=failure.delay)
         self.retries.succeeded(key)
         set_true(status, VCENTER_AVAILABLE)
         domains = (obj.get("spec") or {}).get("failureDomains") or []

@@ -13,7 +13,7 @@ the cluster's Kubernetes version or cannot be linked-cloned), so the user fixes 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,21 +23,28 @@ from anywhere.api.infra._machine import name_has_kube_version
 from anywhere.providers.vsphere._vcenter import VCenter, VCenterError
 
 __all__ = [
+    "DATACENTER_NOT_FOUND",
     "FULL_CLONE",
     "LINKED_CLONE",
     "MachinePlacement",
     "Problem",
     "Template",
+    "children",
+    "disk_gib",
+    "disks",
     "find",
     "find_datacenter",
     "find_template",
+    "placement_names",
     "preflight",
+    "require_datacenter",
     "resolve_placement",
     "storage_policies",
     "storage_policy_names",
     "template_info",
 ]
 
+DATACENTER_NOT_FOUND = "DatacenterNotFound"
 LINKED_CLONE = "linkedClone"
 FULL_CLONE = "fullClone"
 GIB = 1024**3
@@ -80,7 +87,8 @@ class MachinePlacement:
 # -- look-ups ---------------------------------------------------------------------------------------
 
 
-def _children(si: Any, root: Any, kinds: Sequence[type]) -> list[Any]:
+def children(si: Any, root: Any, kinds: Sequence[type]) -> list[Any]:
+    """Every object of ``kinds`` below ``root`` (a container view, destroyed after)."""
     view = si.content.viewManager.CreateContainerView(root, list(kinds), True)
     try:
         return list(view.view)
@@ -94,9 +102,18 @@ def find_datacenter(si: Any, name: str) -> Any | None:
     found = si.content.searchIndex.FindByInventoryPath(name)
     if isinstance(found, vim.Datacenter):
         return found
-    return next(
-        (dc for dc in _children(si, si.content.rootFolder, [vim.Datacenter]) if dc.name == name), None
-    )
+    return next((dc for dc in children(si, si.content.rootFolder, [vim.Datacenter]) if dc.name == name), None)
+
+
+def require_datacenter(si: Any, name: str) -> Any:
+    """The datacenter named ``name``; VCenterError (``DatacenterNotFound``) when vCenter has none."""
+    found = find_datacenter(si, name)
+    if found is None:
+        raise VCenterError(
+            DATACENTER_NOT_FOUND,
+            f"datacenter {name!r} was not found in vCenter; check spec.datacenter of the VSphereDatacenterConfig",
+        )
+    return found
 
 
 def find(si: Any, datacenter: Any, path: str, kind: type, root: Any) -> Any | None:
@@ -110,23 +127,31 @@ def find(si: Any, datacenter: Any, path: str, kind: type, root: Any) -> Any | No
         found = si.content.searchIndex.FindByInventoryPath(f"{datacenter.name}/{path}")
         if isinstance(found, kind):
             return found
-    return next((obj for obj in _children(si, root, [kind]) if obj.name == path), None)
+    return next((obj for obj in children(si, root, [kind]) if obj.name == path), None)
 
 
 def find_template(si: Any, datacenter: Any, path: str) -> Any | None:
     return find(si, datacenter, path, vim.VirtualMachine, datacenter.vmFolder)
 
 
+def disks(vm: Any) -> list[Any]:
+    return [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+
+
+def disk_gib(vm: Any) -> int:
+    """The size of the VM's (or template's) largest disk, in whole GiB rounded up."""
+    capacity = max((int(d.capacityInBytes or d.capacityInKB * 1024) for d in disks(vm)), default=0)
+    return -(-capacity // GIB)
+
+
 def template_info(vm: Any) -> Template:
-    disks = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
-    capacity = max((int(d.capacityInBytes or d.capacityInKB * 1024) for d in disks), default=0)
     snapshot = vm.snapshot.currentSnapshot if vm.snapshot is not None else None
     return Template(
         ref=vm,
         name=vm.name,
         is_template=bool(vm.config.template),
         snapshot=snapshot,
-        disk_gib=-(-capacity // GIB),
+        disk_gib=disk_gib(vm),
     )
 
 
@@ -163,7 +188,7 @@ def _pool_of(si: Any, datacenter: Any, path: str) -> Any | None:
 
 def default_pool(si: Any, datacenter: Any) -> Any | None:
     """The root resource pool of the datacenter's first compute resource (when none is named)."""
-    computes = _children(si, datacenter.hostFolder, [vim.ComputeResource])
+    computes = children(si, datacenter.hostFolder, [vim.ComputeResource])
     return computes[0].resourcePool if computes else None
 
 
@@ -186,6 +211,31 @@ class PlacementNames:
     resource_pool: str = ""
     datastore: str = ""
     extra_networks: tuple[str, ...] = ()
+
+
+def placement_names(
+    cluster: Mapping[str, Any], machine: Mapping[str, Any], domain: Mapping[str, Any] | None = None
+) -> PlacementNames:
+    """Where a machine goes: its VSphereMachine (or machine template) spec ``machine`` placed in
+    the cluster's datacenter and network (``cluster``: a VSphereCluster spec) or, when it is given,
+    in failure domain ``domain``, whose compute cluster (or resource pool), datastore, folder and
+    network take precedence. The CLI's preflight and the machine controller both place by this."""
+    domain = domain or {}
+
+    def text(*values: Any) -> str:
+        return str(next((v for v in values if v), ""))
+
+    return PlacementNames(
+        datacenter=text(cluster.get("datacenter")),
+        template=text(machine.get("template")),
+        network=text(domain.get("network"), cluster.get("network")),
+        folder=text(domain.get("folder"), machine.get("folder")),
+        resource_pool=text(
+            domain.get("resourcePool"), domain.get("computeCluster"), machine.get("resourcePool")
+        ),
+        datastore=text(domain.get("datastore"), machine.get("datastore")),
+        extra_networks=tuple(str(n) for n in machine.get("networks") or ()),
+    )
 
 
 def resolve_placement(si: Any, names: PlacementNames, *, where: str = "") -> MachinePlacement:

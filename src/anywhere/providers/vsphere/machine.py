@@ -43,6 +43,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from anywhere.api.capi import CLUSTER_NAME_LABEL
+from anywhere.api.infra.vsphere import DEFAULT_MEMORY_MIB, DEFAULT_NUM_CPUS
 from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
@@ -72,10 +73,10 @@ from anywhere.providers.sim.guest import SimulatedGuest
 from anywhere.providers.vsphere import vm as vms
 from anywhere.providers.vsphere._retry import Retries
 from anywhere.providers.vsphere._vcenter import TASK_FAILED, Sessions, VCenter, VCenterError
-from anywhere.providers.vsphere.cluster import USER_ERRORS
 from anywhere.providers.vsphere.inventory import (
     PlacementNames,
-    find_datacenter,
+    placement_names,
+    require_datacenter,
     resolve_placement,
     storage_policies,
 )
@@ -182,16 +183,14 @@ class VSphereMachineController(Controller):
     async def _failed(self, key: str, obj: Obj, exc: VCenterError, status: Obj | None = None) -> Result:
         """A failed attempt: say why on the machine (in ``status``, when the caller has changes of its
         own to write with it), and try again later (2 s doubling to a minute)."""
-        failures, delay = self.retries.failed(key, obj)
-        severity = ERROR if exc.reason in USER_ERRORS else WARNING
-        message = f"{exc.message} (attempt {failures}; trying again in {delay:.0f}s)"
-        log.warning("machine %s: %s", key, message)
+        failure = self.retries.failed(key, obj, exc)
+        log.warning("machine %s: %s", key, failure.message)
         current = obj if status is not None else self.machines.get(key) or obj
         status = copy.deepcopy(status if status is not None else current.get("status") or {})
         if not status.get("ready") or deleting(current):
-            set_false(status, READY, exc.reason, message, severity)
+            set_false(status, READY, failure.reason, failure.message, failure.severity)
             await write_status(self.ctx.client, VSPHERE_MACHINES, current, status)
-        return Result(requeue_after=delay)
+        return Result(requeue_after=failure.delay)
 
     async def _provision(
         self, key: str, obj: Obj, cluster_name: str, vsphere_cluster: Obj | None
@@ -218,13 +217,7 @@ class VSphereMachineController(Controller):
 
         obj, names = await self._placement(obj, cluster_name, vsphere_cluster)
         uid = str((obj.get("metadata") or {}).get("uid") or "")
-        datacenter = names.datacenter
-
-        def lookup(si: Any) -> vms.VMState | None:
-            found = vms.find_vm(si, resolve_placement_datacenter(si, datacenter), uid)
-            return vms.observe(si, found) if found is not None else None
-
-        found = await vcenter.call(lookup)
+        found = await vcenter.call(_observe_vm, names.datacenter, uid)
         if found is None:
             return await self._clone(key, obj, names, vcenter, data_secret, cluster_name)
         state = found
@@ -234,20 +227,20 @@ class VSphereMachineController(Controller):
             status.update(vmRef=state.moid, instanceUuid=uid)
             obj = await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
 
-        desired = await self._desired(obj, names, data_secret, cluster_name)
+        if not state.powered_on:  # once on, it was configured: only its IP is awaited
+            desired = self._desired(obj, data_secret, cluster_name)
 
-        def configure(si: Any) -> vms.VMState:
-            placement = resolve_placement(si, names, where=f"VSphereMachine {key}")
-            found = vms.find_vm(si, placement.datacenter, uid)
-            if found is None:
-                raise VCenterError("VMNotFound", f"VM {state.name} disappeared while being configured")
-            if not state.powered_on:
+            def configure(si: Any) -> vms.VMState:
+                placement = resolve_placement(si, names, where=f"VSphereMachine {key}")
+                found = vms.find_vm(si, placement.datacenter, uid)
+                if found is None:
+                    raise VCenterError("VMNotFound", f"VM {state.name} disappeared while being configured")
                 vms.apply_configuration(si, found, placement, desired)
                 vms.attach_tags(vcenter, state.moid, desired.tags)
                 vms.power_on(si, found)
-            return vms.observe(si, found)
+                return vms.observe(si, found)
 
-        state = await vcenter.call(configure)
+            state = await vcenter.call(configure)
         self.retries.succeeded(key)
         if state.ip is None:
             return await self._waiting_for_ip(key, obj, state, names)
@@ -276,22 +269,10 @@ class VSphereMachineController(Controller):
                 obj = await write_status(self.ctx.client, VSPHERE_MACHINES, obj, new_status)
                 self._placed[key] = str(domain_name)
             log.info("machine %s: placed in failure domain %s", key, domain_name)
-        domain = domains.get(str(domain_name)) or {}
-        pool = domain.get("resourcePool") or spec.get("resourcePool") or domain.get("computeCluster") or ""
-        network = domain.get("network") or cluster_spec.get("network") or ""
-        return obj, PlacementNames(
-            datacenter=str(cluster_spec.get("datacenter") or ""),
-            template=str(spec.get("template") or ""),
-            network=str(network),
-            folder=str(domain.get("folder") or spec.get("folder") or ""),
-            resource_pool=str(pool),
-            datastore=str(domain.get("datastore") or spec.get("datastore") or ""),
-            extra_networks=tuple(str(n) for n in spec.get("networks") or ()),
-        )
+        return obj, placement_names(cluster_spec, spec, domains.get(str(domain_name)))
 
-    async def _desired(
-        self, obj: Obj, names: PlacementNames, data_secret: str, cluster_name: str
-    ) -> vms.Desired:
+    def _desired(self, obj: Obj, data_secret: str, cluster_name: str) -> vms.Desired:
+        """What the machine's VM must be, with the bootstrap data from its Secret."""
         namespace = namespace_of(obj)
         secret = self.secrets.get(f"{namespace}/{data_secret}")
         if secret is None:
@@ -305,8 +286,8 @@ class VSphereMachineController(Controller):
             uid=str((obj.get("metadata") or {}).get("uid") or ""),
             owner=f"{namespace}/{name_of(obj)}",
             cluster=f"{namespace}/{cluster_name}",
-            num_cpus=int(spec.get("numCPUs") or 2),
-            memory_mib=int(spec.get("memoryMiB") or 8192),
+            num_cpus=int(spec.get("numCPUs") or DEFAULT_NUM_CPUS),
+            memory_mib=int(spec.get("memoryMiB") or DEFAULT_MEMORY_MIB),
             disk_gib=int(spec["diskGiB"]) if spec.get("diskGiB") else None,
             clone_mode=str(spec.get("cloneMode") or ""),
             user_data=value,
@@ -330,7 +311,7 @@ class VSphereMachineController(Controller):
                 return await self._failed(key, obj, failure, status)
             await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
             return Result(requeue_after=0.0)  # done (or gone): look for the VM again
-        desired = await self._desired(obj, names, data_secret, cluster_name)
+        desired = self._desired(obj, data_secret, cluster_name)
 
         policy = str((obj.get("spec") or {}).get("storagePolicyName") or "")
 
@@ -389,12 +370,7 @@ class VSphereMachineController(Controller):
         if time.monotonic() - self._checked.get(key, 0.0) > VM_CHECK_PERIOD:
             uid = str((obj.get("metadata") or {}).get("uid") or "")
             datacenter = str((vsphere_cluster.get("spec") or {}).get("datacenter") or "")
-
-            def lookup(si: Any) -> vms.VMState | None:
-                found = vms.find_vm(si, resolve_placement_datacenter(si, datacenter), uid)
-                return vms.observe(si, found) if found is not None else None
-
-            state = await vcenter.call(lookup)
+            state = await vcenter.call(_observe_vm, datacenter, uid)
             if state is None or not state.powered_on:
                 message = (
                     f"VM of machine {name_of(obj)} was deleted outside of anywhere"
@@ -443,7 +419,7 @@ class VSphereMachineController(Controller):
             owner = f"{namespace_of(obj)}/{name_of(obj)}"
 
             def remove(si: Any) -> str | None:
-                found = vms.find_vm(si, resolve_placement_datacenter(si, datacenter), uid)
+                found = vms.find_vm(si, require_datacenter(si, datacenter), uid)
                 if found is None:
                     return None
                 name = str(found.name)
@@ -464,12 +440,10 @@ class VSphereMachineController(Controller):
         return None
 
 
-def resolve_placement_datacenter(si: Any, datacenter: str) -> Any:
-    """The datacenter object (VCenterError when it is gone: nothing can be found without it)."""
-    found = find_datacenter(si, datacenter)
-    if found is None:
-        raise VCenterError("DatacenterNotFound", f"datacenter {datacenter!r} was not found in vCenter")
-    return found
+def _observe_vm(si: Any, datacenter: str, uid: str) -> vms.VMState | None:
+    """The VM of the machine whose UID is ``uid``, as vCenter sees it now; None when there is none."""
+    found = vms.find_vm(si, require_datacenter(si, datacenter), uid)
+    return vms.observe(si, found) if found is not None else None
 
 
 def controller(ctx: Context, sessions: Sessions, *, workers: int = 4) -> VSphereMachineController:

@@ -23,7 +23,14 @@ import yaml
 from pyVmomi import vim, vmodl
 
 from anywhere.providers.vsphere._vcenter import TASK_FAILED, VCenterError, fault_text
-from anywhere.providers.vsphere.inventory import FULL_CLONE, LINKED_CLONE, MachinePlacement
+from anywhere.providers.vsphere.inventory import (
+    FULL_CLONE,
+    LINKED_CLONE,
+    MachinePlacement,
+    children,
+    disk_gib,
+    disks,
+)
 
 __all__ = [
     "CLUSTER_KEY",
@@ -111,8 +118,9 @@ def find_vm(si: Any, datacenter: Any, uid: str) -> Any | None:
     return si.content.searchIndex.FindByUuid(datacenter, uid, True, True)
 
 
-def _disks(vm: Any) -> list[Any]:
-    return [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+def _extra(config: Any, key: str) -> str | None:
+    """The value of one extraConfig key of a VM's config, if set."""
+    return next((str(o.value) for o in config.extraConfig or () if o.key == key), None)
 
 
 def _nics(vm: Any) -> list[Any]:
@@ -152,8 +160,7 @@ def _guest_ip(vm: Any) -> str | None:
 
 def observe(si: Any, vm: Any) -> VMState:
     config = vm.config
-    owner = next((str(o.value) for o in config.extraConfig or () if o.key == OWNER_KEY), "")
-    capacity = max((int(d.capacityInKB) for d in _disks(vm)), default=0)
+    owner = _extra(config, OWNER_KEY) or ""
     by_key = _portgroup_names(vm)
     boot = vm.runtime.bootTime
     return VMState(
@@ -165,7 +172,7 @@ def observe(si: Any, vm: Any) -> VMState:
         bios_uuid=str(config.uuid or ""),
         num_cpus=int(config.hardware.numCPU),
         memory_mib=int(config.hardware.memoryMB),
-        disk_gib=-(-capacity // GIB_KB),
+        disk_gib=disk_gib(vm),
         networks=tuple(_nic_network(nic, by_key) for nic in _nics(vm)),
         boot_time=boot.timestamp() if boot is not None else None,
     )
@@ -253,9 +260,9 @@ def apply_configuration(si: Any, vm: Any, placement: MachinePlacement, desired: 
     if state.memory_mib != desired.memory_mib:
         spec.memoryMB, changed = desired.memory_mib, True
     devices: list[Any] = []
-    disks = _disks(vm)
-    if desired.disk_gib and disks and state.disk_gib < desired.disk_gib:
-        disk = disks[0]
+    vm_disks = disks(vm)
+    if desired.disk_gib and vm_disks and state.disk_gib < desired.disk_gib:
+        disk = vm_disks[0]
         disk.capacityInKB = desired.disk_gib * GIB_KB
         disk.capacityInBytes = desired.disk_gib * GIB_KB * 1024  # vCenter wants both to agree
         devices.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk))
@@ -318,16 +325,9 @@ def destroy(si: Any, vm: Any, owner: str) -> None:
 def vms_of_cluster(si: Any, cluster: str | None = None) -> dict[str, str]:
     """VMs carrying the cluster marker (of ``cluster``, or any): name -> marker value. What a leak
     check lists after a cluster is deleted."""
-    view = si.content.viewManager.CreateContainerView(si.content.rootFolder, [vim.VirtualMachine], True)
-    try:
-        found: dict[str, str] = {}
-        for vm in view.view:
-            config = vm.config
-            if config is None:
-                continue
-            marker = next((str(o.value) for o in config.extraConfig or () if o.key == CLUSTER_KEY), None)
-            if marker is not None and (cluster is None or marker == cluster):
-                found[str(vm.name)] = marker
-        return found
-    finally:
-        view.Destroy()
+    found: dict[str, str] = {}
+    for vm in children(si, si.content.rootFolder, [vim.VirtualMachine]):
+        marker = _extra(vm.config, CLUSTER_KEY) if vm.config is not None else None
+        if marker is not None and (cluster is None or marker == cluster):
+            found[str(vm.name)] = marker
+    return found
