@@ -164,12 +164,15 @@ async def test_served_apis_share_one_host_per_plane_and_each_stops_its_own(
             )
         )
     try:
-        host, port = await first.ensure(clusters[0], SIM_CLUSTERS)
+        served = await first.serve(clusters[0], SIM_CLUSTERS)
+        host, port = (
+            served["spec"]["controlPlaneEndpoint"]["host"],
+            served["spec"]["controlPlaneEndpoint"]["port"],
+        )
         assert host == HOST
         secret = await client.get(SECRETS, "s1-kubeconfig", namespace)
         [owner] = secret["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["name"]) == ("SimCluster", "s1")
-        assert "controlPlaneEndpoint" not in (await client.get(SIM_CLUSTERS, "s1", namespace)).get("spec", {})
 
         recorded = await second.serve(clusters[1], SIM_CLUSTERS)
         assert recorded["spec"]["controlPlaneEndpoint"]["host"] == HOST
@@ -178,8 +181,8 @@ async def test_served_apis_share_one_host_per_plane_and_each_stops_its_own(
         await first.close()  # its endpoint stops; the other helper's does not
         assert first.host.get(namespace, "s1") is None
         assert second.host.get(namespace, "s2") is not None
-        again = await first.ensure(clusters[0], SIM_CLUSTERS)  # its port is kept for it
-        assert again == (host, port)
+        again = await first.serve(served, SIM_CLUSTERS)  # its port is kept for it
+        assert again["spec"]["controlPlaneEndpoint"] == {"host": host, "port": port}
 
         await second.remove(recorded)
         assert second.host.get(namespace, "s2") is None

@@ -8,8 +8,7 @@ cluster controller of such a provider serves it from the plane with :class:`Serv
 :class:`~anywhere.providers.sim.endpoints.EndpointHost` endpoint), records where in the object's
 ``spec.controlPlaneEndpoint`` (so a restarted plane binds the same port again) and writes the
 admin kubeconfig into Secret ``NAME-kubeconfig``, as Cluster API does, which is where
-``ctx.clusters`` and the CLI find it (:meth:`~ServedClusterAPI.ensure` does the same but leaves
-the recording to its caller). The self-managed cluster (``ctx.self_cluster``) is served
+``ctx.clusters`` and the CLI find it. The self-managed cluster (``ctx.self_cluster``) is served
 by the plane's own API instead.
 
 One :class:`EndpointHost` per plane (:func:`shared_host`): every controller that serves APIs
@@ -109,19 +108,12 @@ class ServedClusterAPI:
         API, not by an endpoint of its own)."""
         return self.ctx.self_cluster in (name_of(obj), f"{namespace_of(obj)}/{name_of(obj)}")
 
-    async def ensure(self, obj: Obj, resource: Resource) -> tuple[str, int]:
-        """Serve the API of ``obj``'s cluster (an object of ``resource``) and write its kubeconfig
-        Secret, owned by ``obj``; returns the endpoint's host and port, which the caller records
-        in ``obj``'s ``spec.controlPlaneEndpoint`` (:meth:`serve` does both). Raises
-        :class:`EndpointError` when the API cannot be served (the message says why)."""
-        host, port, kubeconfig = await self._endpoint(obj)
-        await self._kubeconfig_secret(obj, resource, kubeconfig)
-        return host, port
-
     async def serve(self, obj: Obj, resource: Resource) -> Obj:
-        """:meth:`ensure`, recording the endpoint in ``obj``'s ``spec.controlPlaneEndpoint`` first
-        (where a restarted plane finds its port again); returns ``obj`` as it now is, for the
-        caller's status write. Raises :class:`EndpointError` as :meth:`ensure` does."""
+        """Serve the API of ``obj``'s cluster (an object of ``resource``), record the endpoint in
+        ``obj``'s ``spec.controlPlaneEndpoint`` (where a restarted plane finds its port again) and
+        write its kubeconfig Secret, owned by ``obj``; returns ``obj`` as it now is, for the
+        caller's status write. Raises :class:`EndpointError` when the API cannot be served (the
+        message says why)."""
         host, port, kubeconfig = await self._endpoint(obj)
         recorded = (obj.get("spec") or {}).get("controlPlaneEndpoint") or {}
         if recorded.get("host") != host or recorded.get("port") != port:
@@ -146,7 +138,7 @@ class ServedClusterAPI:
 
     async def close(self) -> None:
         """Stop serving (the controller stops): the endpoints this helper served stop, their state
-        stays for the next :meth:`ensure`; a host of the caller's own is closed."""
+        stays for the next :meth:`serve`; a host of the caller's own is closed."""
         mine, self._mine = self._mine, set()
         if self._owns_host:
             await self.host.close()
