@@ -14,6 +14,7 @@ import contextlib
 import os
 from typing import Any, Final
 
+from anywhere.api.infra._machine import versioned_machines
 from anywhere.api.infra.vsphere import default_datacenter
 from anywhere.api.v1alpha1.vsphere import FailureDomain, VSphereDatacenterConfig, VSphereMachineConfig
 from anywhere.cli.cluster import CommandError, Spec, out
@@ -49,33 +50,15 @@ def _credentials() -> Credentials:
 
 
 def _machine_checks(spec: Spec, datacenter: VSphereDatacenterConfig) -> list[MachineCheck]:
-    """One check per machine config the cluster uses (and per failure domain it may land in)."""
-    config = spec.config
-    cluster = config.cluster.spec
-    groups: list[tuple[Any, str]] = []
-    control = cluster.control_plane_configuration
-    if control is not None:
-        groups.append((control.machine_group_ref, cluster.kubernetes_version or ""))
-    etcd = cluster.external_etcd_configuration
-    if etcd is not None:
-        groups.append((etcd.machine_group_ref, cluster.kubernetes_version or ""))
-    for group in cluster.worker_node_group_configurations or ():
-        groups.append((group.machine_group_ref, group.kubernetes_version or cluster.kubernetes_version or ""))
+    """One check per machine config the cluster uses with each Kubernetes version (and per failure
+    domain it may land in)."""
     dc = datacenter.spec
     cluster_spec = {"datacenter": dc.datacenter, "network": dc.network}
     domains: list[FailureDomain | None] = list(dc.failure_domains or ()) or [None]
     checks: list[MachineCheck] = []
-    seen: set[tuple[str, str, str]] = set()
-    for ref, version in groups:
-        machine = config.get(ref.kind, ref.name) if ref is not None else None
-        if not isinstance(machine, VSphereMachineConfig):
-            continue
+    for machine, version in versioned_machines(spec.config, VSphereMachineConfig):
         template = PROVIDER.machine_template_spec(machine)  # what its VSphereMachines get
         for domain in domains:
-            key = (machine.name, version, domain.name if domain is not None and domain.name else "")
-            if key in seen:
-                continue
-            seen.add(key)
             where = f"VSphereMachineConfig {machine.name}"
             if domain is not None:
                 where += f" (failure domain {domain.name})"
