@@ -29,6 +29,15 @@ from anywhere.api.capi import (
     VSphereMachine,
     VSphereMachineTemplate,
 )
+from anywhere.api.capi.tinkerbell import (
+    HARDWARE_OWNER_NAME_LABEL,
+    HARDWARE_OWNER_NAMESPACE_LABEL,
+    Hardware,
+    TinkerbellCluster,
+    TinkerbellMachine,
+    TinkerbellMachineTemplate,
+    Workflow,
+)
 from anywhere.api.crds import all_crds, capi_crds, crd_for
 from anywhere.apiserver import crd as crd_admission
 from anywhere.apiserver import structural, tables
@@ -370,6 +379,95 @@ SAMPLES: dict[type[CapiObject], dict[str, Any]] = {
         },
     },
     VSphereMachineTemplate: {"spec": {"template": {"spec": {"memoryMiB": 8192, "tags": ["urn:tag"]}}}},
+    TinkerbellCluster: {
+        "spec": {
+            "controlPlaneEndpoint": {"host": "10.80.8.90", "port": 6443},
+            "tinkerbellIP": "10.80.8.91",
+            "osImageURL": "http://images/ubuntu-1-33.gz",
+            "hookImagesURLPath": "http://images/hook",
+            "controlPlaneVIP": "10.80.8.90",
+        },
+        "status": {"ready": True, "failureReason": "x", "failureMessage": "y", "conditions": CONDITIONS},
+    },
+    TinkerbellMachine: {
+        "spec": {
+            "providerID": "tinkerbell://eksa-system/hw-1",
+            "hardwareName": "hw-1",
+            "hardwareAffinity": {
+                "required": [{"labelSelector": {"matchLabels": {"type": "cp"}}}],
+                "preferred": [
+                    {
+                        "weight": 50,
+                        "hardwareAffinityTerm": {
+                            "labelSelector": {
+                                "matchExpressions": [{"key": "rack", "operator": "In", "values": ["r1"]}]
+                            }
+                        },
+                    }
+                ],
+            },
+            "templateOverride": "version: '0.1'\nname: demo\n",
+            "osFamily": "ubuntu",
+            "osImageURL": "http://images/ubuntu-1-33.gz",
+            "bootOptions": {"bootMode": "netboot"},
+        },
+        "status": {"ready": True, "addresses": STATUS_ADDRESSES, "conditions": CONDITIONS},
+    },
+    TinkerbellMachineTemplate: {
+        "spec": {"template": {"spec": {"hardwareAffinity": {"required": [{"labelSelector": {}}]}}}}
+    },
+    Hardware: {
+        "spec": {
+            "bmc": {
+                "host": "127.0.0.1",
+                "port": 8443,
+                "authSecretRef": {"name": "bmc-hw-1-auth", "namespace": "eksa-system"},
+            },
+            "disks": [{"device": "/dev/sda"}],
+            "interfaces": [
+                {
+                    "dhcp": {
+                        "mac": "52:54:00:00:00:01",
+                        "hostname": "hw-1",
+                        "ip": {"address": "10.10.0.11", "netmask": "255.255.255.0", "gateway": "10.10.0.1"},
+                        "nameServers": ["1.1.1.1"],
+                        "arch": "x86_64",
+                        "uefi": True,
+                        "vlanID": "10",
+                    },
+                    "netboot": {"allowPXE": False, "allowWorkflow": False},
+                }
+            ],
+        },
+        "status": {"conditions": CONDITIONS},
+    },
+    Workflow: {
+        "spec": {
+            "templateRef": "demo",
+            "hardwareRef": "hw-1",
+            "hardwareMap": {"device_1": "52:54:00:00:00:01"},
+            "rendered": "version: '0.1'\n",
+        },
+        "status": {
+            "state": "STATE_RUNNING",
+            "tasks": [
+                {
+                    "name": "os-installation",
+                    "workerID": "52:54:00:00:00:01",
+                    "actions": [
+                        {
+                            "name": "stream-image",
+                            "image": "quay.io/tinkerbell/actions/image2disk:latest",
+                            "status": "STATE_SUCCESS",
+                            "startedAt": NOW,
+                            "seconds": 12,
+                            "message": "done",
+                        }
+                    ],
+                }
+            ],
+        },
+    },
 }
 
 EXPECTED_COLUMNS: dict[type[CapiObject], list[str]] = {
@@ -401,6 +499,10 @@ EXPECTED_COLUMNS: dict[type[CapiObject], list[str]] = {
         "Version",
     ],
     KubeadmConfig: ["Cluster", "Age"],
+    TinkerbellCluster: ["Cluster", "Ready", "Endpoint", "Tinkerbell IP", "Age"],
+    TinkerbellMachine: ["Cluster", "Hardware", "ProviderID", "Ready", "Age"],
+    Hardware: ["Owner", "MAC", "IP", "BMC", "Age"],
+    Workflow: ["State", "Hardware", "Age"],
 }
 
 GROUPS = {
@@ -421,7 +523,14 @@ GROUPS = {
     VSphereCluster: "infrastructure.cluster.x-k8s.io",
     VSphereMachine: "infrastructure.cluster.x-k8s.io",
     VSphereMachineTemplate: "infrastructure.cluster.x-k8s.io",
+    TinkerbellCluster: "infrastructure.cluster.x-k8s.io",
+    TinkerbellMachine: "infrastructure.cluster.x-k8s.io",
+    TinkerbellMachineTemplate: "infrastructure.cluster.x-k8s.io",
+    Hardware: "tinkerbell.org",
+    Workflow: "tinkerbell.org",
 }
+# Tinkerbell's own kinds are tinkerbell.org/v1alpha1, in kubectl's "tinkerbell" category.
+TINKERBELL_KINDS = (Hardware, Workflow)
 
 KINDS = list(capi.ALL_KINDS)
 
@@ -430,9 +539,13 @@ def ids(kind: type[CapiObject]) -> str:
     return kind.KIND
 
 
+def version(kind: type[CapiObject]) -> str:
+    return "v1alpha1" if kind in TINKERBELL_KINDS else "v1beta1"
+
+
 def sample(kind: type[CapiObject]) -> CapiObject:
     data = {
-        "apiVersion": f"{kind.GROUP}/v1beta1",
+        "apiVersion": f"{kind.GROUP}/{version(kind)}",
         "kind": kind.KIND,
         "metadata": META,
         **SAMPLES[kind],
@@ -461,10 +574,10 @@ def test_registry_covers_every_kind_once() -> None:
 @pytest.mark.parametrize("kind", KINDS, ids=ids)
 def test_group_version_and_defaults(kind: type[CapiObject]) -> None:
     assert GROUPS[kind] == kind.GROUP
-    assert kind.VERSION == "v1beta1"
+    assert version(kind) == kind.VERSION
     obj = kind.model_validate({"metadata": {"name": "x"}}, by_name=False)
-    assert obj.api_version == f"{GROUPS[kind]}/v1beta1"
-    assert obj.to_dict()["apiVersion"] == f"{GROUPS[kind]}/v1beta1"
+    assert obj.api_version == f"{GROUPS[kind]}/{version(kind)}"
+    assert obj.to_dict()["apiVersion"] == f"{GROUPS[kind]}/{version(kind)}"
     assert obj.kind == kind.KIND
 
 
@@ -496,14 +609,16 @@ def test_crd_is_structural_and_admitted(kind: type[CapiObject]) -> None:
 def test_crd_names(kind: type[CapiObject]) -> None:
     crd = crd_for(kind)
     assert crd["metadata"]["name"] == f"{kind.PLURAL}.{GROUPS[kind]}"
-    assert crd["metadata"]["labels"] == {"cluster.x-k8s.io/v1beta1": "v1beta1"}
+    # Only Cluster API's kinds carry its contract label; Tinkerbell's own kinds implement no contract.
+    expected_labels = None if kind in TINKERBELL_KINDS else {"cluster.x-k8s.io/v1beta1": "v1beta1"}
+    assert crd["metadata"].get("labels") == expected_labels
     spec = crd["spec"]
     assert spec["group"] == GROUPS[kind]
     assert spec["scope"] == "Namespaced"
-    assert spec["names"]["categories"] == ["cluster-api"]
+    assert spec["names"]["categories"] == (["tinkerbell"] if kind in TINKERBELL_KINDS else ["cluster-api"])
     assert spec["names"].get("shortNames", []) == list(kind.SHORT_NAMES)
-    version = version_of(crd)
-    assert (version["name"], version["served"], version["storage"]) == ("v1beta1", True, True)
+    served = version_of(crd)
+    assert (served["name"], served["served"], served["storage"]) == (version(kind), True, True)
 
 
 def test_short_names_are_cluster_apis() -> None:
@@ -513,6 +628,7 @@ def test_short_names_are_cluster_apis() -> None:
     assert MachineDeployment.SHORT_NAMES == ("md",)
     assert MachineHealthCheck.SHORT_NAMES == ("mhc", "mhcs")
     assert KubeadmControlPlane.SHORT_NAMES == ("kcp",)
+    assert (Hardware.SHORT_NAMES, Workflow.SHORT_NAMES) == (("hw",), ("wf",))  # Tinkerbell's
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=ids)
@@ -629,7 +745,10 @@ def test_printer_columns(kind: type[CapiObject]) -> None:
         # spec/status columns name fields the schema has, with a matching type
         node: dict[str, Any] = schema
         for part in path.strip(".").split("."):
-            node = node["properties"][part]
+            field, _, index = part.partition("[")
+            node = node["properties"][field]
+            if index:  # a list element: .spec.interfaces[0].dhcp
+                node = node["items"]
         if column["type"] in ("integer", "boolean"):
             assert node["type"] == column["type"], path
         elif column["type"] == "string":
@@ -696,3 +815,27 @@ def test_kubectl_get_rows() -> None:
     assert cells(MachineHealthCheck)["MaxUnhealthy"] == "40%"
     sim = cells(SimMachine)
     assert (sim["Cluster"], sim["ProviderID"], sim["Ready"]) == ("demo", "sim://demo/demo-md-0-abcde", True)
+
+
+def test_tinkerbell_kubectl_rows() -> None:
+    hardware = sample(Hardware).to_dict()
+    hardware["metadata"]["labels"] = {
+        HARDWARE_OWNER_NAME_LABEL: "demo-cp-x",
+        HARDWARE_OWNER_NAMESPACE_LABEL: "ns",
+    }
+    columns = tables.columns_for_crd_version(version_of(crd_for(Hardware)))
+    [row] = tables.rows_for_columns([hardware], columns, datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
+    assert {c.name: cell for c, cell in zip(columns, row.cells, strict=True)} == {
+        "Name": "demo-x",
+        "Owner": "demo-cp-x",
+        "MAC": "52:54:00:00:00:01",
+        "IP": "10.10.0.11",
+        "BMC": "127.0.0.1",
+        "Age": "2h",
+    }
+    assert cells(Hardware)["Owner"] is None  # free hardware: no owner
+    workflow = cells(Workflow)
+    assert (workflow["State"], workflow["Hardware"]) == ("STATE_RUNNING", "hw-1")
+    machine = cells(TinkerbellMachine)
+    assert (machine["Cluster"], machine["Hardware"], machine["Ready"]) == ("demo", "hw-1", True)
+    assert cells(TinkerbellCluster)["Tinkerbell IP"] == "10.80.8.91"

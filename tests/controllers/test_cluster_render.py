@@ -158,7 +158,9 @@ class _AnyMachineConfig:
     def infra_cluster_spec(self, cluster: Any, datacenter: Object) -> dict[str, Any]:
         return {}
 
-    def machine_template_spec(self, machine_config: Object) -> dict[str, Any]:
+    def machine_template_spec(
+        self, machine_config: Object, config: ClusterConfig | None = None
+    ) -> dict[str, Any]:
         return {}
 
 

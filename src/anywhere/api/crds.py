@@ -364,7 +364,7 @@ def crd_for(kind: type[Object]) -> dict[str, Any]:
         names["shortNames"] = list(kind.SHORT_NAMES)
     names["categories"] = list(kind.CATEGORIES) if issubclass(kind, CapiObject) else list(CATEGORIES)
     metadata: dict[str, Any] = {"name": f"{kind.PLURAL}.{kind.GROUP}"}
-    if capi_kind:
+    if capi_kind and kind.GROUP.endswith("cluster.x-k8s.io"):
         # Cluster API finds the version of a provider's kind that implements its contract this way.
         metadata["labels"] = {CONTRACT_LABEL: kind.VERSION}
     return {

@@ -222,6 +222,15 @@ KubeconfigOption = Annotated[
         "NAME/NAME-eks-a-cluster.kubeconfig).",
     ),
 ]
+HardwareCSVOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--hardware-csv",
+        "-z",
+        help="Bare metal: the CSV of servers to register (hostname, bmc_ip, bmc_username, bmc_password, mac, "
+        "ip_address, netmask, gateway, nameservers, labels, disk).",
+    ),
+]
 VerbosityOption = Annotated[
     int,
     typer.Option(
@@ -339,6 +348,8 @@ class Spec:
     loaded: LoadedConfig
     path: Path
     explicit_management: str | None
+    hardware: list[Any] = field(default_factory=list)
+    """Bare metal: the servers of ``--hardware-csv`` (HardwareEntry), checked, to register."""
 
     @property
     def config(self) -> ClusterConfig:
@@ -415,14 +426,20 @@ def dump_manifest(documents: list[Obj]) -> str:
     return yaml.safe_dump_all(ordered, sort_keys=False, default_flow_style=False)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a credential file readable by its owner only, replacing it atomically."""
+def write_private(path: Path, data: bytes) -> None:
+    """Write a credential file readable by its owner only, replacing it atomically: no reader ever
+    sees a partial file or one with wider permissions."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".tmp")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(partial, path)
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # a leftover partial file may have had other permissions
+            handle.write(data)
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 # ---- object helpers ----------------------------------------------------------------------------------
@@ -590,7 +607,7 @@ def start_plane(
     if verbosity >= 4:
         err.print(f"management plane: pid {plane.pid}, log {_display(state.log)}", markup=False)
     if self_cluster and plane.kubeconfig.is_file():
-        _write_private(_kubeconfig_copy(state), plane.kubeconfig.read_bytes())
+        write_private(_kubeconfig_copy(state), plane.kubeconfig.read_bytes())
     return plane
 
 
@@ -1245,6 +1262,7 @@ async def apply_and_wait(client: Client, rollout: Rollout, existing: Obj | None)
     before = int(_meta(existing).get("generation") or 0) if existing else 0
     stale = (existing.get("status") or {}).get("failureMessage") if existing else None
     await _vsphere().store_credentials(client, spec)
+    await _tinkerbell().store_hardware(client, spec, existing)
     cluster = await apply_manifest(client, documents, namespace)
     generation = int(_meta(cluster).get("generation") or 1)
     if rollout.spec_out is not None:
@@ -1265,7 +1283,9 @@ async def apply_and_wait(client: Client, rollout: Rollout, existing: Obj | None)
         rollout.timeouts,
         hint,
         upgrade=rollout.verb == "upgrade",
-        stale_failure=str(stale) if stale and generation != before else None,
+        # Even an unchanged spec gets the grace: its failure may be the infrastructure's (a BMC's
+        # credentials, fixed since), which the controllers clear once they try again.
+        stale_failure=str(stale) if stale else None,
     )
     title = f"{'Upgrading' if goal.upgrade else 'Creating'} cluster {name}"
     with progress_display(title, upgrade=goal.upgrade) as progress:
@@ -1284,6 +1304,7 @@ def _command_line(verb: str, spec: Spec, kubeconfig: Path | None) -> str:
 def create_cluster(
     file: FileOption,
     kubeconfig: KubeconfigOption = None,
+    hardware_csv: HardwareCSVOption = None,
     verbosity: VerbosityOption = 0,
     control_plane_wait_timeout: ControlPlaneWaitOption = DEFAULT_CONTROL_PLANE_WAIT,
     external_etcd_wait_timeout: ExternalEtcdWaitOption = DEFAULT_EXTERNAL_ETCD_WAIT,
@@ -1312,6 +1333,7 @@ def create_cluster(
         )
         spec = read_spec(file, timeouts, for_create=True)
         _vsphere().preflight(spec)
+        _tinkerbell().preflight(spec, hardware_csv, for_create=True, workload=kubeconfig is not None)
         if kubeconfig is not None or spec.managed_by_other:
             _create_workload(spec, kubeconfig, timeouts, verbosity, session)
         elif _netns().is_netns(spec):
@@ -1361,7 +1383,7 @@ def _create_self_managed(spec: Spec, timeouts: Timeouts, verbosity: int, session
         f"Run `{command}` again to resume, or `anywhere delete cluster {name}` to remove {name}/."
     )
     plane = start_plane(state, verbosity)
-    _write_private(kubeconfig_out, plane.kubeconfig.read_bytes())
+    write_private(kubeconfig_out, plane.kubeconfig.read_bytes())
     rollout = Rollout(
         spec,
         kubeconfig_out,
@@ -1380,7 +1402,7 @@ def _create_self_managed(spec: Spec, timeouts: Timeouts, verbosity: int, session
             await apply_and_wait(client, rollout, existing)
 
     asyncio.run(flow())
-    _write_private(kubeconfig_out, plane.kubeconfig.read_bytes())
+    write_private(kubeconfig_out, plane.kubeconfig.read_bytes())
     out.print(f"Cluster {name} is ready")
     out.print(
         f"Kubeconfig: {_display(kubeconfig_out)}  (e.g. kubectl --kubeconfig {_display(kubeconfig_out)} get nodes)"
@@ -1474,7 +1496,7 @@ def _create_workload(
             if not await _netns().write_workload_access(
                 client, management_config, name, data, kubeconfig_out
             ):
-                _write_private(kubeconfig_out, data)
+                write_private(kubeconfig_out, data)
 
     asyncio.run(flow())
     out.print(f"Cluster {name} is ready")
@@ -1560,6 +1582,12 @@ def _vsphere() -> types.ModuleType:
     return importlib.import_module("anywhere.cli.vsphere")
 
 
+def _tinkerbell() -> types.ModuleType:
+    """The bare metal provider's CLI steps (hardware CSV, BMC checks), imported when used (it
+    imports this module)."""
+    return importlib.import_module("anywhere.cli.tinkerbell")
+
+
 def _netns() -> types.ModuleType:
     """The netns provider's self-managed flow, imported when used (it imports this module)."""
     return importlib.import_module("anywhere.cli.netns")
@@ -1589,6 +1617,7 @@ async def existing_cluster(client: Client, spec: Spec, session: Session) -> Obj:
 def upgrade_cluster(
     file: FileOption,
     kubeconfig: KubeconfigOption = None,
+    hardware_csv: HardwareCSVOption = None,
     verbosity: VerbosityOption = 0,
     control_plane_wait_timeout: ControlPlaneWaitOption = DEFAULT_CONTROL_PLANE_WAIT,
     external_etcd_wait_timeout: ExternalEtcdWaitOption = DEFAULT_EXTERNAL_ETCD_WAIT,
@@ -1616,6 +1645,7 @@ def upgrade_cluster(
         )
         spec = read_spec(file, timeouts)
         _vsphere().preflight(spec)
+        _tinkerbell().preflight(spec, hardware_csv, for_create=False, workload=True)
         target = target_for(spec, kubeconfig, verbosity)
         folder = Path(spec.name)
         spec_out = folder / f"{spec.name}-eks-a-cluster.yaml"

@@ -34,6 +34,7 @@ from anywhere.api.crds import all_crds
 from anywhere.api.generate import DEFAULT_KUBERNETES_VERSION, generate_config
 from anywhere.api.infra import PROVIDERS, rules_for_datacenter
 from anywhere.cli.cluster import register as register_lifecycle
+from anywhere.cli.tinkerbell import register as register_tinkerbell
 
 if TYPE_CHECKING:
     from anywhere.apiserver.serve import ServeOptions
@@ -389,6 +390,9 @@ def generate_kubeconfig(
         sys.stdout.write(user_kubeconfig(data_dir, user, tuple(group or ()), days=days, token=token))
     except (ValueError, PKIError) as exc:
         fail(str(exc))
+
+
+register_tinkerbell(generate_app)  # generate hardware: anywhere.cli.tinkerbell
 
 
 def run() -> None:

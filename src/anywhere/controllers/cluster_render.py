@@ -176,7 +176,7 @@ def render(config: ClusterConfig, provider: Provider, *, owner: Obj | None = Non
     cp_machine = config.get(control.machine_group_ref.kind, control.machine_group_ref.name)
     if cp_machine is None:
         raise ValueError(f"render needs {control.machine_group_ref.kind}/{control.machine_group_ref.name}")
-    cp_template_spec = {"template": {"spec": provider.machine_template_spec(cp_machine)}}
+    cp_template_spec = {"template": {"spec": provider.machine_template_spec(cp_machine, config)}}
     cp_template_name = f"{name}-control-plane-{short_hash(cp_template_spec)}"
     control_plane_template: Obj = {
         "apiVersion": template_kind.api_version,
@@ -244,7 +244,7 @@ def _worker_group(
         raise ValueError(f"render needs the machine config of worker group {group.name}")
     group_name = str(group.name)
     md_name = f"{cluster_name}-{group_name}"
-    template_spec = {"template": {"spec": provider.machine_template_spec(machine_config)}}
+    template_spec = {"template": {"spec": provider.machine_template_spec(machine_config, config)}}
     template_name = f"{md_name}-{short_hash(template_spec)}"
     bootstrap_spec = {"template": {"spec": _worker_kubeadm(group, machine_config)}}
     bootstrap_name = f"{md_name}-{short_hash(bootstrap_spec)}"

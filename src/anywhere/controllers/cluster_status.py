@@ -14,6 +14,8 @@ from typing import Any, Final
 
 from anywhere.api.v1alpha1.cluster import Cluster
 from anywhere.controllers.conditions import ERROR, READY, get_condition, is_true, set_condition, set_false
+from anywhere.controllers.inplace import IN_PLACE
+from anywhere.controllers.inplace import IN_PROGRESS_REASON as IN_PLACE_UPGRADE
 from anywhere.controllers.objects import annotations_of, name_of
 
 __all__ = [
@@ -30,6 +32,8 @@ CONTROL_PLANE_INITIALIZED: Final = "ControlPlaneInitialized"
 CONTROL_PLANE_READY: Final = "ControlPlaneReady"
 DEFAULT_CNI_CONFIGURED: Final = "DefaultCNIConfigured"
 WORKERS_READY: Final = "WorkersReady"
+
+ROLLING_UPGRADE: Final = "RollingUpgradeInProgress"
 
 _AUTOSCALER_MIN = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
 _AUTOSCALER_MAX = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size"
@@ -103,9 +107,10 @@ def _control_plane_ready(status: MutableMapping[str, Any], cluster: Cluster, kcp
     control = cluster.spec.control_plane_configuration
     expected = (control.count if control else None) or 1
     strategy = control.upgrade_rollout_strategy if control else None
-    upgrading = (
-        "InPlaceUpgradeInProgress" if strategy and strategy.type == "InPlace" else "RollingUpgradeInProgress"
+    in_place = (strategy is not None and strategy.type == IN_PLACE) or (
+        ((kcp.get("spec") or {}).get("rolloutStrategy") or {}).get("type") == IN_PLACE
     )
+    upgrading = IN_PLACE_UPGRADE if in_place else ROLLING_UPGRADE
     if replicas - updated > 0:
         set_false(
             status,
@@ -171,11 +176,15 @@ def _workers_ready(status: MutableMapping[str, Any], cluster: Cluster, deploymen
     groups = cluster.spec.worker_node_group_configurations or []
     expected = sum(g.count or 0 for g in groups if g.autoscaling_configuration is None)
     counted = [md for md in deployments if _AUTOSCALER_MIN not in annotations_of(md)]
-    control = cluster.spec.control_plane_configuration
-    strategy = control.upgrade_rollout_strategy if control else None
-    upgrading = (
-        "InPlaceUpgradeInProgress" if strategy and strategy.type == "InPlace" else "RollingUpgradeInProgress"
-    )
+    # Each group rolls out by its own strategy (rendered into its MachineDeployment).
+    outdated = [
+        md
+        for md in counted
+        if int((md.get("status") or {}).get("replicas") or 0)
+        > int((md.get("status") or {}).get("updatedReplicas") or 0)
+    ]
+    in_place = any(((md.get("spec") or {}).get("strategy") or {}).get("type") == IN_PLACE for md in outdated)
+    upgrading = IN_PLACE_UPGRADE if in_place else ROLLING_UPGRADE
     for md in deployments:
         if _stale(md):
             set_false(

@@ -22,6 +22,13 @@ The rules (those of Cluster API's KubeadmControlPlane controller):
 * The machine to remove: outdated ones first, oldest first. If its etcd member is the leader,
   leadership is moved first, to the newest healthy up-to-date machine (or, when no machine is up
   to date yet, as in the first step of a ``maxSurge`` 0 rollout, the newest other one).
+* ``InPlace`` (EKS Anywhere's bare metal strategy, see :mod:`anywhere.controllers.inplace`): no
+  machine is made to replace an outdated one. With more machines than ``replicas``, outdated ones
+  go first (deleting beats upgrading); otherwise the oldest outdated machine is asked to upgrade in
+  place, after the same preflight as any step. While a machine is being upgraded nothing else is
+  done; once it is, it is recorded as up to date (its version and spec hash). Scaling up waits
+  until no machine is outdated. An upgrade asked for another version than the desired one (the
+  spec changed meanwhile) is asked again for the desired one.
 
 :func:`plan` returns exactly one action; the caller carries it out and calls again.
 """
@@ -42,8 +49,10 @@ __all__ = [
     "Init",
     "MachineView",
     "MoveLeader",
+    "RecordInPlace",
     "RemoveEtcdMember",
     "ScaleUp",
+    "UpgradeInPlace",
     "Wait",
     "max_surge_from",
     "plan",
@@ -62,6 +71,7 @@ class Desired:
     version: str
     spec_hash: str
     max_surge: int = 1
+    in_place: bool = False
 
     def __post_init__(self) -> None:
         if self.max_surge not in (0, 1):
@@ -73,7 +83,9 @@ class Desired:
 @dataclass(frozen=True)
 class MachineView:
     """One control plane machine. ``created`` orders machines by age (lower is older; ties are
-    broken by name). ``healthy`` means provisioned, with a ready node and control plane pods."""
+    broken by name). ``healthy`` means provisioned, with a ready node and control plane pods.
+    ``upgrading_to`` is the version of the in-place upgrade it was asked for ("" for none), and
+    ``upgraded`` whether that upgrade is done."""
 
     name: str
     version: str
@@ -81,6 +93,8 @@ class MachineView:
     created: int
     healthy: bool = True
     deleting: bool = False
+    upgrading_to: str = ""
+    upgraded: bool = False
 
     def up_to_date(self, desired: Desired) -> bool:
         return self.version == desired.version and self.spec_hash == desired.spec_hash
@@ -149,13 +163,40 @@ class DeleteMachine:
 
 
 @dataclass(frozen=True)
+class UpgradeInPlace:
+    """Ask ``machine`` to upgrade in place to ``version`` (cordon, drain, kubelet, uncordon)."""
+
+    machine: str
+    version: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecordInPlace:
+    """``machine`` was upgraded in place to the desired version: record it as up to date."""
+
+    machine: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Done:
     """The control plane matches the spec."""
 
     reason: str
 
 
-Action: TypeAlias = Wait | Init | ScaleUp | MoveLeader | RemoveEtcdMember | DeleteMachine | Done
+Action: TypeAlias = (
+    Wait
+    | Init
+    | ScaleUp
+    | MoveLeader
+    | RemoveEtcdMember
+    | DeleteMachine
+    | UpgradeInPlace
+    | RecordInPlace
+    | Done
+)
 
 
 # -- the planner --------------------------------------------------------------------------------------
@@ -189,6 +230,25 @@ def plan(desired: Desired, machines: Iterable[MachineView], etcd: EtcdView) -> A
                 machine.name, f"Deleting machine {machine.name}: its etcd member has been removed"
             )
 
+    # An in-place upgrade under way is finished (or re-aimed) before anything else is done.
+    upgrading = [m for m in current if m.upgrading_to]
+    if upgrading:
+        machine = upgrading[0]
+        if machine.upgrading_to != desired.version and desired.in_place:
+            return UpgradeInPlace(
+                machine.name,
+                desired.version,
+                f"Upgrading machine {machine.name} in place to {desired.version} "
+                f"(it was asked for {machine.upgrading_to})",
+            )
+        if machine.upgraded and machine.upgrading_to == desired.version:
+            return RecordInPlace(
+                machine.name, f"Machine {machine.name} was upgraded in place to {desired.version}"
+            )
+        if desired.in_place:
+            return Wait(f"Upgrading machine {machine.name} in place to {machine.upgrading_to}")
+        # No longer InPlace: the rolling update below replaces it like any outdated machine.
+
     unhealthy = [m for m in current if not m.healthy]
     if unhealthy:
         return Wait(f"Waiting for machine {_names(unhealthy)} to become healthy")
@@ -200,6 +260,16 @@ def plan(desired: Desired, machines: Iterable[MachineView], etcd: EtcdView) -> A
     outdated = [m for m in current if not m.up_to_date(desired)]
     up_to_date = len(current) - len(outdated)
     target = max(desired.replicas, 1)
+
+    if outdated and desired.in_place:
+        progress = (
+            f"Upgrading to {desired.version} in place: {len(outdated)} of {len(current)} machines not "
+            f"up to date ({up_to_date} up to date)"
+        )
+        if len(current) > target:
+            return _scale_down(outdated[0], current, desired, etcd, progress)
+        machine = outdated[0]
+        return UpgradeInPlace(machine.name, desired.version, f"{progress}; upgrading {machine.name}")
 
     if outdated:
         # maxSurge 0 removes before adding: with fewer than 3 replicas that would leave no

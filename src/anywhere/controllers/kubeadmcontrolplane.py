@@ -6,6 +6,12 @@ single next action, and carries it out (Cluster API's rules, see that module); t
 action causes bring the controller back for the next one. Machines marked for remediation by a
 MachineHealthCheck are replaced the same way: their etcd member goes first (after leadership has
 moved away), then the machine, and the planner scales back up.
+
+With ``spec.rolloutStrategy.type: InPlace`` outdated machines are upgraded where they stand, one at
+a time (:mod:`anywhere.controllers.inplace`): the controller annotates the machine, the Machine
+controller cordons, drains, asks the node agent and uncordons, and the controller then records the
+machine as up to date in one write (``spec.version``, the spec-hash annotation; its parts take the
+new templates first).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import logging
 from typing import Any, Final
 
 from anywhere.api.capi import CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL, CONTROL_PLANE_NAME_LABEL
-from anywhere.controllers import kcp_plan
+from anywhere.controllers import inplace, kcp_plan
 from anywhere.controllers.conditions import READY, is_false, is_true, set_condition, set_false
 from anywhere.controllers.context import Context
 from anywhere.controllers.etcd import EtcdAdmin, EtcdUnavailable, EtcdView
@@ -32,6 +38,7 @@ from anywhere.controllers.objects import (
     namespace_of,
     owned_by,
     parse_time,
+    patch_at_version,
     remove_finalizer,
     short_hash,
     write_status,
@@ -62,12 +69,14 @@ ETCD_RECHECK: Final = 3.0
 
 def desired_of(kcp: Obj) -> kcp_plan.Desired:
     spec = kcp.get("spec") or {}
-    strategy = (spec.get("rolloutStrategy") or {}).get("rollingUpdate") or {}
+    rollout = spec.get("rolloutStrategy") or {}
+    strategy = rollout.get("rollingUpdate") or {}
     return kcp_plan.Desired(
         replicas=int(spec["replicas"]) if spec.get("replicas") is not None else 1,
         version=str(spec.get("version") or ""),
         spec_hash=spec_hash(kcp),
         max_surge=kcp_plan.max_surge_from(strategy.get("maxSurge")),
+        in_place=rollout.get("type") == inplace.IN_PLACE,
     )
 
 
@@ -93,6 +102,8 @@ def machine_view(machine: Obj) -> kcp_plan.MachineView:
         created=int(parse_time(machine["metadata"].get("creationTimestamp")) or 0),
         healthy=is_true(machine, READY),
         deleting=deleting(machine),
+        upgrading_to=inplace.requested(machine),
+        upgraded=inplace.upgraded(machine),
     )
 
 
@@ -297,10 +308,67 @@ class ControlPlaneReconciler:
                 with contextlib.suppress(NotFoundError):
                     await client.delete(MACHINES, target, namespace)
                 return None
+            case kcp_plan.UpgradeInPlace(machine=target, version=version):
+                found = next((m for m in machines if name_of(m) == target), None)
+                if found is not None:
+                    log.info("%s/%s: %s", namespace, name_of(kcp), action.reason)
+                    with contextlib.suppress(NotFoundError):
+                        await patch_at_version(
+                            client,
+                            MACHINES,
+                            found,
+                            {"metadata": {"annotations": {inplace.UPGRADE_NEEDED_ANNOTATION: version}}},
+                        )
+                return None
+            case kcp_plan.RecordInPlace(machine=target):
+                found = next((m for m in machines if name_of(m) == target), None)
+                if found is not None:
+                    await self._record_in_place(kcp, template, found)
+                return None
             case kcp_plan.Wait():
+                # An in-place upgrade is followed through its Machine's events; etcd is not.
+                if desired_of(kcp).in_place and any(inplace.in_flight(m) for m in machines):
+                    return None
                 return ETCD_RECHECK
             case _:
                 return None
+
+    async def _record_in_place(self, kcp: Obj, template: Obj, machine: Obj) -> None:
+        """The machine was upgraded in place: its parts take the current templates, then one write
+        of the Machine makes it up to date (version, spec hash) and ends the upgrade."""
+        desired = desired_of(kcp)
+        await inplace.adopt_templates(
+            self.ctx.client,
+            machine,
+            infrastructure_template=name_of(template),
+            bootstrap_spec=bootstrap_spec(
+                kcp, init=annotations_of(machine).get(BOOTSTRAP_ANNOTATION) == "init"
+            ),
+            bootstrap_configs=self.bootstrap_configs,
+        )
+        with contextlib.suppress(NotFoundError):
+            await patch_at_version(
+                self.ctx.client,
+                MACHINES,
+                machine,
+                {
+                    "spec": {"version": desired.version},
+                    "metadata": {
+                        "annotations": {
+                            SPEC_HASH_ANNOTATION: desired.spec_hash,
+                            inplace.UPGRADE_NEEDED_ANNOTATION: None,
+                            inplace.UPGRADE_TO_ANNOTATION: None,
+                        }
+                    },
+                },
+            )
+        log.info(
+            "%s/%s: machine %s upgraded in place to %s",
+            namespace_of(kcp),
+            name_of(kcp),
+            name_of(machine),
+            desired.version,
+        )
 
     def _counts(
         self, kcp: Obj, status: Obj, machines: list[Obj], etcd: EtcdView | None, etcd_problem: str = ""
@@ -343,6 +411,17 @@ class ControlPlaneReconciler:
         )
         if updated == replicas:
             set_condition(status, "MachinesSpecUpToDate", True)
+        elif desired.in_place:
+            upgrading = sorted(
+                f"{name_of(m)} ({inplace.requested(m)})" for m in machines if inplace.in_flight(m)
+            )
+            set_false(
+                status,
+                "MachinesSpecUpToDate",
+                inplace.IN_PROGRESS_REASON,
+                f"{replicas - updated} machines are outdated"
+                + (f"; upgrading in place: {', '.join(upgrading)}" if upgrading else ""),
+            )
         else:
             set_false(
                 status,

@@ -18,6 +18,14 @@ follows the machine's two parts and its Node, and says how far along the machine
   conditions BootstrapReady, InfrastructureReady, NodeHealthy and Ready (true when those three are)
   with Cluster API's reasons.
 
+In-place upgrades (see :mod:`anywhere.controllers.inplace` for the contract): a Machine whose owner
+annotated it ``anywhere.eks.amazonaws.com/in-place-upgrade-needed: <version>`` has its Node
+cordoned and drained (:func:`drain_node`, the drain of a deletion too), then the node agent asked
+for the version (``anywhere.eks.amazonaws.com/in-place-upgrade-to``); once the Node runs it and is
+Ready, the Node is uncordoned. The condition ``InPlaceUpgraded`` says where it stands (reasons
+Cordoning, Draining, Upgrading, Uncordoning; True when done); the owner records the machine as up to
+date.
+
 Deletion, held by the finalizer ``machine.cluster.x-k8s.io``: cordon and drain the Node (unless the
 cluster is going away or unreachable; ``spec.nodeDrainTimeout`` bounds it), delete the
 infrastructure machine and the bootstrap config and wait until both are gone, delete the Node,
@@ -39,7 +47,7 @@ from typing import Any, Final
 from anywhere.api.capi import CLUSTER_API_VERSION
 from anywhere.api.capi.machine import MachinePhase
 from anywhere.api.duration import parse_duration
-from anywhere.controllers import conditions
+from anywhere.controllers import conditions, inplace
 from anywhere.controllers.context import Context
 from anywhere.controllers.machines import infra_machine_resource
 from anywhere.controllers.objects import (
@@ -53,10 +61,11 @@ from anywhere.controllers.objects import (
     namespace_of,
     of_cluster,
     parse_time,
+    patch_at_version,
     remove_finalizer,
     write_status,
 )
-from anywhere.controllers.remote import ClusterNotReachable
+from anywhere.controllers.remote import ClusterCache, ClusterNotReachable
 from anywhere.controllers.resources import (
     CAPI_CLUSTERS,
     KUBEADM_CONFIGS,
@@ -84,9 +93,11 @@ __all__ = [
     "INFRASTRUCTURE_READY",
     "NODE_HEALTHY",
     "controller",
+    "drain_node",
     "find_node",
     "machine_phase",
     "node_health",
+    "set_unschedulable",
     "summarize_ready",
 ]
 
@@ -257,6 +268,15 @@ def _now() -> float:
     return dt.datetime.now(dt.UTC).timestamp()
 
 
+def _sooner(first: Result | None, second: Result | None) -> Result | None:
+    """The result that comes back sooner (a requeue after a delay beats none at all)."""
+    if first is None or first.requeue_after is None:
+        return second if second is not None else first
+    if second is None or second.requeue_after is None:
+        return first
+    return first if first.requeue_after <= second.requeue_after else second
+
+
 def _evictable(pod: Obj) -> bool:
     """What ``kubectl drain --ignore-daemonsets`` evicts: not DaemonSet pods, not mirror pods."""
     meta = pod.get("metadata") or {}
@@ -265,6 +285,63 @@ def _evictable(pod: Obj) -> bool:
     return not any(
         ref.get("kind") == "DaemonSet" and ref.get("controller") for ref in meta.get("ownerReferences") or ()
     )
+
+
+# -- the Node: cordon, drain, uncordon ------------------------------------------------------------------
+
+
+async def _cordon(remote: Client, node_name: str, value: bool) -> bool:
+    """Set the Node's ``spec.unschedulable`` to ``value`` unless it is already; False if there is no
+    such Node."""
+    try:
+        node = await remote.get(NODES, node_name)
+    except NotFoundError:
+        return False
+    if bool((node.get("spec") or {}).get("unschedulable")) != value:
+        await remote.patch(NODES, node_name, {"spec": {"unschedulable": value}})
+    return True
+
+
+async def set_unschedulable(
+    clusters: ClusterCache, namespace: str, cluster: str, node_name: str, value: bool
+) -> bool:
+    """Cordon (``value`` True) or uncordon the Node; whether that could be done (False when the
+    workload cluster cannot be reached; a Node that is gone needs nothing)."""
+    try:
+        await _cordon(await clusters.client(namespace, cluster), node_name, value)
+        return True
+    except (ClusterNotReachable, TransportError) as exc:
+        action = "cordon" if value else "uncordon"
+        log.info("cannot %s Node %s of %s/%s: %s", action, node_name, namespace, cluster, exc)
+        return False
+
+
+async def drain_node(clusters: ClusterCache, namespace: str, cluster: str, node_name: str) -> int | None:
+    """Cordon the Node and delete the pods bound to it (``kubectl drain --ignore-daemonsets``, without
+    eviction): what a Machine's deletion and an in-place upgrade do first. Returns the number of
+    pods still there (0 when the Node is gone), or None when the workload cluster cannot be
+    reached."""
+    try:
+        remote: Client = await clusters.client(namespace, cluster)
+        if not await _cordon(remote, node_name, True):
+            return 0
+        pods = await remote.list_all(PODS, None, field_selector=f"spec.nodeName={node_name}")
+        left = 0
+        for pod in pods.get("items") or ():
+            if not _evictable(pod):
+                continue
+            left += 1
+            if not deleting(pod):
+                with contextlib.suppress(NotFoundError):
+                    await remote.delete(PODS, name_of(pod), namespace_of(pod))
+        if left:
+            # Pods without finalizers go at once; count again what is really left.
+            again = await remote.list_all(PODS, None, field_selector=f"spec.nodeName={node_name}")
+            left = sum(1 for pod in again.get("items") or () if _evictable(pod))
+        return left
+    except (ClusterNotReachable, TransportError) as exc:
+        log.info("not draining Node %s of %s/%s: %s", node_name, namespace, cluster, exc)
+        return None
 
 
 # -- the controller ----------------------------------------------------------------------------------
@@ -389,11 +466,14 @@ def controller(
                     status["addresses"] = infra_status["addresses"]
             _mirror_or(status, INFRASTRUCTURE_READY, infra, ready, WAITING_FOR_INFRASTRUCTURE, "")
 
-        # Node.
+        # Node, and an in-place upgrade of it.
         if not provider_id:
             conditions.set_false(status, NODE_HEALTHY, WAITING_FOR_NODE_REF, "")
         else:
-            result = await reconcile_node(machine, str(provider_id), status)
+            result, reached, node = await reconcile_node(machine, str(provider_id), status)
+            if reached:
+                machine, upgrade_result = await reconcile_in_place(machine, node, status)
+                result = _sooner(result, upgrade_result)
 
         failed = bool(status.get("failureReason") or status.get("failureMessage"))
         phase = machine_phase(
@@ -421,7 +501,11 @@ def controller(
         await write_status(ctx.client, MACHINES, machine, status)
         return result
 
-    async def reconcile_node(machine: Obj, provider_id: str, status: Obj) -> Result | None:
+    async def reconcile_node(
+        machine: Obj, provider_id: str, status: Obj
+    ) -> tuple[Result | None, bool, Obj | None]:
+        """Follow the machine's Node; returns when to look again, whether the workload cluster's
+        Nodes could be read, and the Node (None if there is none)."""
         namespace, cluster = namespace_of(machine), str(machine["spec"].get("clusterName") or "")
         node_ref = status.get("nodeRef") or {}
         try:
@@ -432,7 +516,7 @@ def controller(
                     status, NODE_HEALTHY, NODE_PROVISIONING, f"Waiting for the workload cluster's API: {exc}"
                 )
             log.debug("machine %s/%s: %s", namespace, name_of(machine), exc)
-            return Result(requeue_after=UNREACHABLE_RETRY)
+            return Result(requeue_after=UNREACHABLE_RETRY), False, None
         index_key = (namespace, cluster, provider_id)
         hint = node_names.get(index_key, "")
         node = find_node(nodes, provider_id, (str(node_ref.get("name") or ""), name_of(machine), hint))
@@ -454,7 +538,7 @@ def controller(
                     f"Waiting for a Node with providerID {provider_id} to register",
                     conditions.WARNING,
                 )
-            return None
+            return None, True, None
         meta = node.get("metadata") or {}
         status["nodeRef"] = {
             "apiVersion": "v1",
@@ -470,7 +554,82 @@ def controller(
             conditions.set_true(status, NODE_HEALTHY)
         else:
             conditions.set_false(status, NODE_HEALTHY, NODE_CONDITIONS_FAILED, message, conditions.WARNING)
-        return None
+        return None, True, node
+
+    async def reconcile_in_place(machine: Obj, node: Obj | None, status: Obj) -> tuple[Obj, Result | None]:
+        """One step of the in-place upgrade the machine's owner asked for (see
+        :mod:`anywhere.controllers.inplace`); the condition InPlaceUpgraded says which. Returns the
+        machine as written and when to look again (Node events bring the controller back too)."""
+        step = inplace.next_step(machine, node)
+        if step is None:
+            return machine, None
+        namespace, name = namespace_of(machine), name_of(machine)
+        cluster = str((machine.get("spec") or {}).get("clusterName") or "")
+        wanted = inplace.requested(machine)
+        holder = {"status": status}
+
+        def unreachable(step: inplace.Step) -> Result:
+            message = f"{step.message}: the workload cluster's API is not reachable"
+            conditions.set_false(status, inplace.IN_PLACE_UPGRADED, step.reason, message)
+            return Result(requeue_after=UNREACHABLE_RETRY)
+
+        if step.action == "wait" or node is None:
+            conditions.set_false(status, inplace.IN_PLACE_UPGRADED, step.reason, step.message)
+            return machine, None
+        node_name = name_of(node)
+        if step.action in ("uncordon", "done"):
+            if step.action == "uncordon" and not await set_unschedulable(
+                ctx.clusters, namespace, cluster, node_name, False
+            ):
+                return machine, unreachable(step)
+            if not conditions.is_true(holder, inplace.IN_PLACE_UPGRADED):
+                log.info("machine %s/%s: upgraded in place to %s", namespace, name, wanted)
+            conditions.set_true(status, inplace.IN_PLACE_UPGRADED)
+            return machine, None
+        # Cordon and drain, then ask the node agent.
+        conditions.set_false(status, inplace.IN_PLACE_UPGRADED, step.reason, step.message)
+        if EXCLUDE_DRAIN_ANNOTATION in annotations_of(machine):
+            cordoned = await set_unschedulable(ctx.clusters, namespace, cluster, node_name, True)
+            left: int | None = 0 if cordoned else None
+        else:
+            left = await drain_node(ctx.clusters, namespace, cluster, node_name)
+        if left is None:
+            return machine, unreachable(step)
+        if left:
+            conditions.set_false(
+                status,
+                inplace.IN_PLACE_UPGRADED,
+                inplace.DRAINING,
+                f"Draining Node {node_name} to upgrade it in place to {wanted}: {left} pods left",
+            )
+            return machine, Result(requeue_after=DRAIN_RETRY)
+        if conditions.is_true(machine, inplace.IN_PLACE_UPGRADED):
+            # True from an earlier upgrade: say False before asking the agent, so that the owner
+            # never takes the request for done (the status write brings the machine back).
+            conditions.set_false(
+                status, inplace.IN_PLACE_UPGRADED, inplace.DRAINING, f"Node {node_name} drained"
+            )
+            return machine, None
+        machine = await patch_at_version(
+            ctx.client,
+            MACHINES,
+            machine,
+            {"metadata": {"annotations": {inplace.UPGRADE_TO_ANNOTATION: wanted}}},
+        )
+        log.info(
+            "machine %s/%s: Node %s drained; node agent asked for kubelet %s",
+            namespace,
+            name,
+            node_name,
+            wanted,
+        )
+        conditions.set_false(
+            status,
+            inplace.IN_PLACE_UPGRADED,
+            inplace.UPGRADING,
+            f"Waiting for Node {node_name} to run kubelet {wanted}",
+        )
+        return machine, None
 
     async def reconcile_delete(machine: Obj, cluster: Obj | None) -> Result | None:
         if not has_finalizer(machine, FINALIZER):
@@ -516,7 +675,8 @@ def controller(
                     conditions.WARNING,
                 )
             elif not conditions.is_true({"status": status}, DRAINING_SUCCEEDED):
-                left = await drain(namespace, cluster_name, node_name)
+                # An unreachable workload cluster is not drained (its nodes may be gone with it).
+                left = await drain_node(ctx.clusters, namespace, cluster_name, node_name) or 0
                 if left:
                     conditions.set_false(
                         status, DRAINING_SUCCEEDED, DRAINING, f"Draining the node: {left} pods left"
@@ -570,35 +730,6 @@ def controller(
         await remove_finalizer(ctx.client, MACHINES, machine, FINALIZER)
         log.info("machine %s/%s deleted", namespace, name)
         return None
-
-    async def drain(namespace: str, cluster: str, node_name: str) -> int:
-        """Cordon the node and delete the pods bound to it; the number of pods still there (0 when
-        the workload cluster cannot be reached: the drain is skipped then)."""
-        try:
-            remote: Client = await ctx.clusters.client(namespace, cluster)
-            try:
-                node = await remote.get(NODES, node_name)
-            except NotFoundError:
-                return 0
-            if not (node.get("spec") or {}).get("unschedulable"):
-                await remote.patch(NODES, node_name, {"spec": {"unschedulable": True}})
-            pods = await remote.list_all(PODS, None, field_selector=f"spec.nodeName={node_name}")
-            left = 0
-            for pod in pods.get("items") or ():
-                if not _evictable(pod):
-                    continue
-                left += 1
-                if not deleting(pod):
-                    with contextlib.suppress(NotFoundError):
-                        await remote.delete(PODS, name_of(pod), namespace_of(pod))
-            if left:
-                # Pods without finalizers go at once; count again what is really left.
-                again = await remote.list_all(PODS, None, field_selector=f"spec.nodeName={node_name}")
-                left = sum(1 for pod in again.get("items") or () if _evictable(pod))
-            return left
-        except (ClusterNotReachable, TransportError) as exc:
-            log.info("not draining Node %s of %s/%s: %s", node_name, namespace, cluster, exc)
-            return 0
 
     ctrl = Controller("machine", reconcile, workers=workers)
 

@@ -30,6 +30,20 @@ template the user asked for last, which is what a scale-up during a rollout want
 ``OnDelete`` (Cluster API's other strategy): old sets are never scaled down by the controller; each
 shrinks to the machines it still has as the user deletes them, and the new set grows into the room.
 
+``InPlace`` (EKS Anywhere's bare metal strategy, :mod:`anywhere.controllers.inplace`): no machine is
+replaced. Old sets keep the machines they have (:func:`plan_in_place`: they make none, and a
+scale-down takes their machines first), the new set (made with the rest of the replicas, usually 0)
+absorbs any scale-up. One machine of the old sets at a time, oldest set and machine first, is asked
+to upgrade in place once every machine of the deployment is ready and the cluster's control plane
+runs the new version already (control plane before workers, as Kubernetes' version skew policy
+wants). When the Machine controller reports it done, the machine moves to the new set: both sets
+are held (:data:`~anywhere.controllers.inplace.HOLD_ANNOTATION`: they neither make nor delete
+machines), the machine is re-owned, re-labelled and given the new version in one write, and each
+set is released in one write with its new replica count. Every step is read from the objects, so
+a restart finishes a move half made. The old sets end empty and are cleaned up as in a rolling
+update; the revision is the new set's from the start. The condition ``MachinesSpecUpToDate`` says
+how far it is (reason ``InPlaceUpgradeInProgress``, or ``WaitingForControlPlane``).
+
 Revisions: each MS carries ``machinedeployment.clusters.x-k8s.io/revision``; a new MS gets the
 highest revision + 1 (a template that returns to an old MS's bumps that MS's revision), and the MD
 carries its current MS's revision. History is kept simple: an old MS that has been scaled to 0 and
@@ -62,9 +76,15 @@ from anywhere.api.capi._base import MACHINE_TEMPLATE_HASH_LABEL, REVISION_ANNOTA
 from anywhere.api.capi.machinedeployment import MachineDeploymentPhase, StrategyType
 from anywhere.apiserver.errors import StatusError
 from anywhere.apiserver.selectors import label_selector_from_dict
-from anywhere.controllers import conditions
+from anywhere.controllers import conditions, inplace
 from anywhere.controllers.context import Context
-from anywhere.controllers.machineset import replicas_of, scaled_value, wait_for_cache
+from anywhere.controllers.machineset import (
+    is_ready,
+    machine_labels,
+    replicas_of,
+    scaled_value,
+    wait_for_cache,
+)
 from anywhere.controllers.objects import (
     FIELD_MANAGER,
     annotations_of,
@@ -78,10 +98,19 @@ from anywhere.controllers.objects import (
     of_cluster,
     owner_reference,
     parse_time,
+    patch_at_version,
     short_hash,
     write_status,
 )
-from anywhere.controllers.resources import CAPI_CLUSTERS, MACHINE_DEPLOYMENTS, MACHINE_SETS
+from anywhere.controllers.resources import (
+    CAPI_CLUSTERS,
+    KUBEADM_CONFIG_TEMPLATES,
+    KUBEADM_CONFIGS,
+    KUBEADM_CONTROL_PLANES,
+    MACHINE_DEPLOYMENTS,
+    MACHINE_SETS,
+    MACHINES,
+)
 from anywhere.runtime import (
     AlreadyExistsError,
     Controller,
@@ -99,6 +128,7 @@ __all__ = [
     "controller",
     "deployment_status",
     "max_unavailable",
+    "plan_in_place",
     "plan_on_delete",
     "plan_rollout",
     "resolve_fenceposts",
@@ -113,6 +143,8 @@ MACHINE_SET_READY: Final = "MachineSetReady"
 WAITING_FOR_AVAILABLE_MACHINES: Final = "WaitingForAvailableMachines"
 WAITING_FOR_MACHINE_SET: Final = "WaitingForMachineSet"
 INVALID_STRATEGY: Final = "InvalidStrategy"
+MACHINES_SPEC_UP_TO_DATE: Final = "MachinesSpecUpToDate"
+WAITING_FOR_CONTROL_PLANE: Final = "WaitingForControlPlane"
 DEFAULT_MAX_SURGE: Final = 1
 DEFAULT_MAX_UNAVAILABLE: Final = 0
 
@@ -232,6 +264,26 @@ def plan_on_delete(desired: int, sets: Sequence[SetView], machines: dict[str, in
     return targets
 
 
+def plan_in_place(desired: int, sets: Sequence[SetView]) -> dict[str, int]:
+    """``InPlace``: the replicas each set should have, given for each old set (``is_new`` False) the
+    machines it has (``replicas``, those not being deleted). Old sets never grow (a set of an old
+    template makes no machine: its machines are upgraded and moved instead); a scale-down takes
+    their machines first, oldest sets first; the new set has the rest."""
+    news = [s for s in sets if s.is_new]
+    if len(news) != 1:
+        raise ValueError(f"an in-place rollout needs exactly one new MachineSet, got {len(news)}")
+    wanted = max(desired, 0)
+    olds = sorted((s for s in sets if not s.is_new), key=lambda s: (s.created, s.name))
+    excess = max(0, sum(max(s.replicas, 0) for s in olds) - wanted)
+    targets: dict[str, int] = {}
+    for old in olds:
+        cut = min(max(old.replicas, 0), excess)
+        excess -= cut
+        targets[old.name] = max(old.replicas, 0) - cut
+    targets[news[0].name] = wanted - sum(targets.values())
+    return targets
+
+
 def template_hash(md: Obj) -> str:
     """The 8-hex-digit hash of the MD's ``spec.template.spec`` that names its current MachineSet."""
     return short_hash(((md.get("spec") or {}).get("template") or {}).get("spec") or {})
@@ -261,10 +313,27 @@ def _phase(desired: int, replicas: int, ready: int, sets: Sequence[Obj]) -> str:
 
 
 def deployment_status(
-    md: Obj, sets: Sequence[Obj], new: Obj | None, *, strategy_error: str | None = None
+    md: Obj,
+    sets: Sequence[Obj],
+    new: Obj | None,
+    *,
+    strategy_error: str | None = None,
+    in_place: tuple[str, str] | None = None,
 ) -> Obj:
-    """The MD's status from its MachineSets (``new``: the current template's, if it exists)."""
+    """The MD's status from its MachineSets (``new``: the current template's, if it exists).
+    ``in_place`` is ``(reason, message)`` of an ``InPlace`` rollout under way (``("", "")`` when
+    none is), for the condition MachinesSpecUpToDate; other strategies have no such condition."""
     status: Obj = copy.deepcopy(md.get("status") or {})
+    if in_place is None:
+        status["conditions"] = [
+            c for c in status.get("conditions") or () if c.get("type") != MACHINES_SPEC_UP_TO_DATE
+        ]
+        if not status["conditions"]:
+            del status["conditions"]
+    elif in_place[0]:
+        conditions.set_false(status, MACHINES_SPEC_UP_TO_DATE, in_place[0], in_place[1])
+    else:
+        conditions.set_true(status, MACHINES_SPEC_UP_TO_DATE)
     desired = replicas_of(md)
 
     def total(field: str) -> int:
@@ -344,12 +413,43 @@ def _created(obj: Obj) -> float:
     return parse_time((obj.get("metadata") or {}).get("creationTimestamp")) or 0.0
 
 
+def _held(ms: Obj) -> bool:
+    return inplace.HOLD_ANNOTATION in annotations_of(ms)
+
+
+def _template_version(md: Obj) -> str:
+    return str((((md.get("spec") or {}).get("template") or {}).get("spec") or {}).get("version") or "")
+
+
 class _Reconciler:
     def __init__(self, ctx: Context) -> None:
         self.client = ctx.client
         self.deployments = ctx.manager.informer(MACHINE_DEPLOYMENTS)
         self.sets = ctx.manager.informer(MACHINE_SETS)
         self.clusters = ctx.manager.informer(CAPI_CLUSTERS)
+        self.machines = ctx.manager.informer(MACHINES)
+        self.control_planes = ctx.manager.informer(KUBEADM_CONTROL_PLANES)
+        self.bootstrap_templates = ctx.manager.informer(KUBEADM_CONFIG_TEMPLATES)
+        self.bootstrap_configs = ctx.manager.informer(KUBEADM_CONFIGS)
+
+    def deployment_of_machine(self, machine: Obj) -> list[str]:
+        """An InPlace deployment follows its machines' upgrades (other strategies need only their
+        sets' events)."""
+        name = labels_of(machine).get(MACHINE_DEPLOYMENT_NAME_LABEL)
+        key = f"{namespace_of(machine)}/{name}"
+        md = self.deployments.get(key) if name else None
+        return [key] if md is not None and _strategy(md)[0] == inplace.IN_PLACE else []
+
+    def deployments_of_control_plane(self, kcp: Obj) -> list[str]:
+        """An InPlace rollout waits for its cluster's control plane to be upgraded first."""
+        cluster = labels_of(kcp).get(CLUSTER_NAME_LABEL)
+        if not cluster:
+            return []
+        return [
+            f"{namespace_of(md)}/{name_of(md)}"
+            for md in of_cluster(self.deployments, namespace_of(kcp), cluster)
+            if _strategy(md)[0] == inplace.IN_PLACE
+        ]
 
     def deployments_of_cluster(self, cluster: Obj) -> list[str]:
         return [
@@ -385,18 +485,28 @@ class _Reconciler:
             )
             return None
 
+        progress: tuple[str, str] | None = None
         if not (md.get("spec") or {}).get("paused"):
-            md, owned, new = await self._rollout(md, owned, new, digest)
-        await write_status(self.client, MACHINE_DEPLOYMENTS, md, deployment_status(md, owned, new))
+            md, owned, new, progress = await self._rollout(md, owned, new, digest)
+        elif strategy_type == inplace.IN_PLACE:
+            progress = self._in_place_progress(md, owned, new, ("", ""))
+        await write_status(
+            self.client, MACHINE_DEPLOYMENTS, md, deployment_status(md, owned, new, in_place=progress)
+        )
         return None
 
     async def _rollout(
         self, md: Obj, owned: list[Obj], new: Obj | None, digest: str
-    ) -> tuple[Obj, list[Obj], Obj | None]:
-        """Make the current MS exist, scale the sets one step, delete spent ones; returns the MD
-        (as last written) and its sets."""
+    ) -> tuple[Obj, list[Obj], Obj | None, tuple[str, str] | None]:
+        """Make the current MS exist, scale the sets one step, delete spent ones, and take an
+        InPlace rollout one step; returns the MD (as last written), its sets, and how far an
+        InPlace rollout is (None for other strategies)."""
         desired = replicas_of(md)
         strategy_type, rolling, _ = _strategy(md)
+        if any(_held(ms) for ms in owned) or strategy_type == inplace.IN_PLACE:
+            owned, new, acted = await self._moves(md, owned, new, strategy_type)
+            if acted:
+                return md, owned, new, self._in_place_progress(md, owned, new, ("", ""))
         highest = max((_revision(ms) for ms in owned), default=0)
         new_name = name_of(new) if new is not None else f"{name_of(md)}-{digest}"
         views = [
@@ -414,6 +524,8 @@ class _Reconciler:
         if strategy_type == StrategyType.ON_DELETE:
             machines = {name_of(ms): int((ms.get("status") or {}).get("replicas") or 0) for ms in owned}
             targets = plan_on_delete(desired, views, machines)
+        elif strategy_type == inplace.IN_PLACE:
+            targets = plan_in_place(desired, self._in_place_views(owned, new, new_name))
         else:
             targets = plan_rollout(desired, rolling, views)
 
@@ -442,7 +554,252 @@ class _Reconciler:
                 ms = await self._scale(ms, targets[name_of(ms)])
             scaled.append(ms)
         owned = await self._clean_up(md, scaled, new)
-        return md, owned, new
+        if strategy_type != inplace.IN_PLACE:
+            return md, owned, new, None
+        waiting = await self._next_in_place(md, owned, new)
+        return md, owned, new, self._in_place_progress(md, owned, new, waiting)
+
+    # -- InPlace -------------------------------------------------------------------------------------
+
+    def _live_machines(self, ms: Obj) -> list[Obj]:
+        machines = [m for m in controlled_by(self.machines, ms) if not deleting(m)]
+        return sorted(machines, key=lambda m: (_created(m), name_of(m)))
+
+    def _in_place_views(self, owned: list[Obj], new: Obj | None, new_name: str) -> list[SetView]:
+        """The sets as :func:`plan_in_place` sees them: old ones by the machines they have."""
+        views = [
+            SetView(
+                name_of(ms),
+                ms is new,
+                replicas_of(ms, 0) if ms is new else len(self._live_machines(ms)),
+                0,
+                _created(ms),
+            )
+            for ms in owned
+            if not deleting(ms)
+        ]
+        if new is None:
+            views.append(SetView(new_name, True, 0, 0))
+        return views
+
+    async def _moves(
+        self, md: Obj, owned: list[Obj], new: Obj | None, strategy_type: str
+    ) -> tuple[list[Obj], Obj | None, bool]:
+        """Move the machines upgraded in place into the current set (InPlace), then release the
+        held sets; returns the sets as they now are and whether anything was done (the rest of the
+        rollout then waits for the next reconcile)."""
+        version = _template_version(md)
+        movable: list[tuple[Obj, Obj]] = []
+        finished: list[Obj] = []
+        if strategy_type == inplace.IN_PLACE and new is not None:
+            for ms in owned:
+                for machine in self._live_machines(ms):
+                    if inplace.upgraded(machine) and inplace.requested(machine) == version:
+                        if ms is new:
+                            finished.append(machine)
+                        else:
+                            movable.append((ms, machine))
+        held = [ms for ms in owned if _held(ms)]
+        if not (movable or finished or held):
+            return owned, new, False
+        if new is not None:
+            for machine in finished:  # upgraded back to the current set's version: no move needed
+                await self._record(md, machine, new, new)
+            if movable:
+                await self._move(md, movable, new)
+        # Release every held set, each in one write with the replicas it must have now.
+        owned = controlled_by(self.sets, md)
+        new = next((ms for ms in owned if new is not None and name_of(ms) == name_of(new)), None)
+        targets: dict[str, int] = {}
+        if strategy_type == inplace.IN_PLACE and new is not None:
+            targets = plan_in_place(replicas_of(md), self._in_place_views(owned, new, name_of(new)))
+        released = []
+        for ms in owned:
+            if _held(ms):
+                patch: Obj = {
+                    "metadata": {
+                        "annotations": {inplace.HOLD_ANNOTATION: None},
+                        "resourceVersion": ms["metadata"]["resourceVersion"],
+                    }
+                }
+                if name_of(ms) in targets:
+                    patch["spec"] = {"replicas": targets[name_of(ms)]}
+                log.info(
+                    "MachineDeployment %s: releasing MachineSet %s%s",
+                    name_of(md),
+                    name_of(ms),
+                    f" at {targets[name_of(ms)]} replicas" if name_of(ms) in targets else "",
+                )
+                ms = await self._patch_set(ms, patch)
+            released.append(ms)
+        new = next((ms for ms in released if new is not None and name_of(ms) == name_of(new)), None)
+        return released, new, True
+
+    async def _move(self, md: Obj, movable: list[tuple[Obj, Obj]], new: Obj) -> None:
+        """Hold the sources and the new set, then make each upgraded machine the new set's (the
+        release follows)."""
+        holding = {name_of(new): new, **{name_of(source): source for source, _ in movable}}
+        for ms in holding.values():
+            if not _held(ms):
+                log.info("MachineDeployment %s: holding MachineSet %s for a move", name_of(md), name_of(ms))
+                await self._patch_set(
+                    ms,
+                    {
+                        "metadata": {
+                            "annotations": {inplace.HOLD_ANNOTATION: "true"},
+                            "resourceVersion": ms["metadata"]["resourceVersion"],
+                        }
+                    },
+                )
+        for source, machine in movable:
+            await self._record(md, machine, source, new)
+        keys = [f"{namespace_of(m)}/{name_of(m)}" for _, m in movable]
+        uid = new["metadata"]["uid"]
+
+        def moved() -> bool:
+            for key in keys:
+                cached = self.machines.get(key)
+                refs = ((cached or {}).get("metadata") or {}).get("ownerReferences") or ()
+                if cached is not None and not any(r.get("uid") == uid for r in refs):
+                    return False
+            return True
+
+        await wait_for_cache(moved, f"the move of machines {', '.join(keys)} to MachineSet {name_of(new)}")
+
+    async def _record(self, md: Obj, machine: Obj, source: Obj, target: Obj) -> None:
+        """One write makes an upgraded machine ``target``'s (its parts first take the templates)."""
+        template_spec = ((target.get("spec") or {}).get("template") or {}).get("spec") or {}
+        config_ref = (template_spec.get("bootstrap") or {}).get("configRef") or {}
+        bootstrap_template = (
+            self.bootstrap_templates.get(
+                f"{config_ref.get('namespace') or namespace_of(md)}/{config_ref.get('name')}"
+            )
+            if config_ref.get("kind") == KUBEADM_CONFIG_TEMPLATES.kind
+            else None
+        )
+        bootstrap_spec = (
+            copy.deepcopy(((bootstrap_template.get("spec") or {}).get("template") or {}).get("spec") or {})
+            if bootstrap_template is not None
+            else None
+        )
+        await inplace.adopt_templates(
+            self.client,
+            machine,
+            infrastructure_template=str((template_spec.get("infrastructureRef") or {}).get("name") or ""),
+            bootstrap_spec=bootstrap_spec,
+            bootstrap_configs=self.bootstrap_configs,
+        )
+        wanted = machine_labels(target)
+        labels: dict[str, str | None] = {k: None for k in machine_labels(source) if k not in wanted}
+        labels.update(wanted)
+        spec: Obj = {"version": template_spec.get("version")}
+        for field in ("nodeDrainTimeout", "nodeVolumeDetachTimeout", "nodeDeletionTimeout"):
+            if template_spec.get(field):
+                spec[field] = template_spec[field]
+        meta: Obj = {
+            "labels": labels,
+            "annotations": {inplace.UPGRADE_NEEDED_ANNOTATION: None, inplace.UPGRADE_TO_ANNOTATION: None},
+        }
+        if source is not target:
+            source_uid = source["metadata"]["uid"]
+            meta["ownerReferences"] = [
+                *(r for r in machine["metadata"].get("ownerReferences") or () if r.get("uid") != source_uid),
+                owner_reference(target, controller=True),
+            ]
+        with contextlib.suppress(NotFoundError):
+            await patch_at_version(self.client, MACHINES, machine, {"metadata": meta, "spec": spec})
+        log.info(
+            "MachineDeployment %s: machine %s upgraded in place to %s%s",
+            name_of(md),
+            name_of(machine),
+            template_spec.get("version"),
+            f", moved to MachineSet {name_of(target)}" if source is not target else "",
+        )
+
+    async def _next_in_place(self, md: Obj, owned: list[Obj], new: Obj | None) -> tuple[str, str]:
+        """Ask the next machine of the old sets to upgrade in place, when none is being upgraded,
+        every machine is ready and the control plane runs the version already. Returns what it
+        waits for, as a reason and a message (("", "") when nothing but a machine's upgrade)."""
+        if new is None:
+            return "", ""
+        version = _template_version(md)
+        olds = sorted((ms for ms in owned if ms is not new), key=lambda ms: (_created(ms), name_of(ms)))
+        flying = [m for ms in owned for m in self._live_machines(ms) if inplace.in_flight(m)]
+        for machine in flying:
+            if inplace.requested(machine) != version:
+                await self._ask(md, machine, version, "re-aimed at the deployment's version")
+        if flying:
+            return "", ""
+        outdated = [m for ms in olds for m in self._live_machines(ms)]
+        if not outdated:
+            return "", ""
+        not_ready = sorted(name_of(m) for ms in owned for m in self._live_machines(ms) if not is_ready(m))
+        if not_ready:
+            return (
+                inplace.IN_PROGRESS_REASON,
+                f"Waiting for machine {', '.join(not_ready)} to be ready before upgrading the next one",
+            )
+        problem = self._control_plane_problem(md, version)
+        if problem:
+            return WAITING_FOR_CONTROL_PLANE, problem
+        await self._ask(md, outdated[0], version, f"{len(outdated)} machines to upgrade")
+        return "", ""
+
+    async def _ask(self, md: Obj, machine: Obj, version: str, why: str) -> None:
+        log.info(
+            "MachineDeployment %s: asking machine %s to upgrade in place to %s (%s)",
+            name_of(md),
+            name_of(machine),
+            version,
+            why,
+        )
+        with contextlib.suppress(NotFoundError):
+            await patch_at_version(
+                self.client,
+                MACHINES,
+                machine,
+                {"metadata": {"annotations": {inplace.UPGRADE_NEEDED_ANNOTATION: version}}},
+            )
+
+    def _control_plane_problem(self, md: Obj, version: str) -> str:
+        """Why the workers may not be upgraded to ``version`` yet: the cluster's control plane is
+        being upgraded, or runs an older version (a kubelet must not be newer than its API server)."""
+        namespace = namespace_of(md)
+        cluster = self.clusters.get(f"{namespace}/{_cluster_name(md)}")
+        ref = ((cluster or {}).get("spec") or {}).get("controlPlaneRef") or {}
+        if ref.get("kind") != "KubeadmControlPlane" or not ref.get("name"):
+            return ""
+        kcp = self.control_planes.get(f"{namespace}/{ref['name']}")
+        if kcp is None:
+            return f"Waiting for KubeadmControlPlane {ref['name']} before upgrading workers to {version}"
+        status = kcp.get("status") or {}
+        running = str(status.get("version") or "")
+        if (
+            int(status.get("observedGeneration") or 0) < int(kcp["metadata"].get("generation") or 0)
+            or int(status.get("updatedReplicas") or 0) < int(status.get("replicas") or 0)
+            or not running
+        ):
+            return f"Waiting for the control plane {ref['name']} to be upgraded before the workers"
+        if inplace.version_key(running) < inplace.version_key(version):
+            return f"Waiting for the control plane {ref['name']} to run {version} (it runs {running})"
+        return ""
+
+    def _in_place_progress(
+        self, md: Obj, owned: list[Obj], new: Obj | None, waiting: tuple[str, str]
+    ) -> tuple[str, str]:
+        """The MachinesSpecUpToDate condition's reason and message ("" reason: up to date)."""
+        olds = [m for ms in owned if ms is not new for m in self._live_machines(ms)]
+        if new is None:
+            return WAITING_FOR_MACHINE_SET, "the current MachineSet does not exist yet"
+        if not olds:
+            return "", ""
+        message = f"{len(olds)} machines not up to date"
+        flying = sorted(f"{name_of(m)} ({inplace.requested(m)})" for m in olds if inplace.in_flight(m))
+        if flying:
+            return inplace.IN_PROGRESS_REASON, f"{message}; upgrading in place: {', '.join(flying)}"
+        if waiting[0]:
+            return waiting[0], f"{message}; {waiting[1]}"
+        return inplace.IN_PROGRESS_REASON, message
 
     def _desired_set(self, md: Obj, name: str, digest: str, replicas: int, revision: int) -> Obj:
         spec = md.get("spec") or {}
@@ -617,4 +974,7 @@ def controller(ctx: Context, *, workers: int = 2) -> Controller:
     ctrl.watch(MACHINE_DEPLOYMENTS)
     ctrl.watch(MACHINE_SETS, enqueue_owner("MachineDeployment", MACHINE_DEPLOYMENTS.api_version))
     ctrl.watch(CAPI_CLUSTERS, enqueue_mapped(reconciler.deployments_of_cluster))
+    # An InPlace rollout follows its machines' upgrades, and waits on the control plane.
+    ctrl.watch(MACHINES, enqueue_mapped(reconciler.deployment_of_machine))
+    ctrl.watch(KUBEADM_CONTROL_PLANES, enqueue_mapped(reconciler.deployments_of_control_plane))
     return ctrl

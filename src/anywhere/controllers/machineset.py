@@ -36,6 +36,13 @@ A machine counts as ready when its condition Ready is True (the contract: its No
 as available once it has been ready for ``spec.minReadySeconds``. Machines being deleted count in
 ``status.replicas`` (as in Cluster API) but never as ready or available: they are going away.
 
+In-place upgrades (a MachineDeployment with ``strategy.type: InPlace``, see
+:mod:`anywhere.controllers.inplace`): while the deployment moves an upgraded machine from an old set
+to its current one, it holds both (annotation ``anywhere.eks.amazonaws.com/in-place-hold``): a held
+set neither creates nor deletes machines (step 4), so that the moment between the move and the new
+replica counts makes and deletes nothing; everything else goes on. The old sets of such a deployment
+keep remediating their machines (their machines are upgraded, not replaced, so nothing else would).
+
 Deletion: the MS has no finalizer. Its Machines are owned by it (controller reference), so the API
 server's garbage collector deletes them when the MS goes; each Machine's own finalizer then tears it
 down. An MS that is being deleted but still exists (foreground deletion, a foreign finalizer)
@@ -63,7 +70,7 @@ from anywhere.api.capi.machine import MachinePhase
 from anywhere.api.capi.machineset import DeletePolicy
 from anywhere.apiserver.errors import StatusError
 from anywhere.apiserver.selectors import LabelSelector, label_selector_from_dict
-from anywhere.controllers import conditions
+from anywhere.controllers import conditions, inplace
 from anywhere.controllers.context import Context
 from anywhere.controllers.machines import ensure_machine_parts, infra_machine_resource, new_machine
 from anywhere.controllers.objects import (
@@ -582,7 +589,9 @@ class _Reconciler:
         creation_error = template_error
         failure: Exception | None = None
         delta = scale_delta(replicas_of(ms), machines)
-        if delta > 0 and templates is not None:
+        if delta and inplace.HOLD_ANNOTATION in annotations_of(ms):
+            log.info("MachineSet %s: held by its deployment (in-place move): not scaling by %d", key, delta)
+        elif delta > 0 and templates is not None:
             if cluster is not None and deleting(cluster):
                 log.info("MachineSet %s: not scaling up, cluster %s is being deleted", key, name_of(cluster))
             else:
@@ -658,8 +667,11 @@ class _Reconciler:
             await write_status(self.client, MACHINES, machine, status)
         if not remediate:
             return machines
-        if md is not None and annotations_of(md).get(REVISION_ANNOTATION) != annotations_of(ms).get(
-            REVISION_ANNOTATION
+        in_place = (((md or {}).get("spec") or {}).get("strategy") or {}).get("type") == inplace.IN_PLACE
+        if (
+            md is not None
+            and not in_place
+            and annotations_of(md).get(REVISION_ANNOTATION) != annotations_of(ms).get(REVISION_ANNOTATION)
         ):
             log.info(
                 "MachineSet %s: not remediating %s: the set is not its deployment's current revision",

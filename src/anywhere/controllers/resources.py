@@ -10,6 +10,8 @@ from anywhere.api.capi import (
     CLUSTER_GROUP,
     CONTROL_PLANE_GROUP,
     INFRASTRUCTURE_GROUP,
+    TINKERBELL_GROUP,
+    TINKERBELL_VERSION,
     VERSION,
 )
 from anywhere.api.v1alpha1 import GROUP as ANYWHERE_GROUP
@@ -22,6 +24,7 @@ __all__ = [
     "DAEMONSETS",
     "DEPLOYMENTS",
     "EKSA_CLUSTERS",
+    "HARDWARE",
     "KUBEADM_CONFIGS",
     "KUBEADM_CONFIG_TEMPLATES",
     "KUBEADM_CONTROL_PLANES",
@@ -46,11 +49,18 @@ __all__ = [
     "SIM_MACHINE_CONFIGS",
     "SIM_MACHINE_TEMPLATES",
     "SYSTEM_NAMESPACE",
+    "TINKERBELL_CLUSTERS",
+    "TINKERBELL_DATACENTERS",
+    "TINKERBELL_MACHINES",
+    "TINKERBELL_MACHINE_CONFIGS",
+    "TINKERBELL_MACHINE_TEMPLATES",
+    "TINKERBELL_TEMPLATE_CONFIGS",
     "VSPHERE_CLUSTERS",
     "VSPHERE_DATACENTERS",
     "VSPHERE_MACHINES",
     "VSPHERE_MACHINE_CONFIGS",
     "VSPHERE_MACHINE_TEMPLATES",
+    "WORKFLOWS",
     "anywhere_resource",
     "resource_of",
 ]
@@ -79,6 +89,11 @@ NETNS_DATACENTERS: Final = anywhere_resource("netnsdatacenterconfigs", "NetnsDat
 NETNS_MACHINE_CONFIGS: Final = anywhere_resource("netnsmachineconfigs", "NetnsMachineConfig")
 VSPHERE_DATACENTERS: Final = anywhere_resource("vspheredatacenterconfigs", "VSphereDatacenterConfig")
 VSPHERE_MACHINE_CONFIGS: Final = anywhere_resource("vspheremachineconfigs", "VSphereMachineConfig")
+TINKERBELL_DATACENTERS: Final = anywhere_resource("tinkerbelldatacenterconfigs", "TinkerbellDatacenterConfig")
+TINKERBELL_MACHINE_CONFIGS: Final = anywhere_resource("tinkerbellmachineconfigs", "TinkerbellMachineConfig")
+TINKERBELL_TEMPLATE_CONFIGS: Final = anywhere_resource(
+    "tinkerbelltemplateconfigs", "TinkerbellTemplateConfig"
+)
 
 CAPI_CLUSTERS: Final = Resource(CLUSTER_GROUP, VERSION, "clusters", True, "Cluster")
 MACHINES: Final = Resource(CLUSTER_GROUP, VERSION, "machines", True, "Machine")
@@ -109,6 +124,19 @@ VSPHERE_MACHINES: Final = Resource(INFRASTRUCTURE_GROUP, VERSION, "vspheremachin
 VSPHERE_MACHINE_TEMPLATES: Final = Resource(
     INFRASTRUCTURE_GROUP, VERSION, "vspheremachinetemplates", True, "VSphereMachineTemplate"
 )
+TINKERBELL_CLUSTERS: Final = Resource(
+    INFRASTRUCTURE_GROUP, VERSION, "tinkerbellclusters", True, "TinkerbellCluster"
+)
+TINKERBELL_MACHINES: Final = Resource(
+    INFRASTRUCTURE_GROUP, VERSION, "tinkerbellmachines", True, "TinkerbellMachine"
+)
+TINKERBELL_MACHINE_TEMPLATES: Final = Resource(
+    INFRASTRUCTURE_GROUP, VERSION, "tinkerbellmachinetemplates", True, "TinkerbellMachineTemplate"
+)
+# Tinkerbell's own kinds. "hardware" is its own plural (as in Tinkerbell's CRD): resource_of() would
+# say "hardwares".
+HARDWARE: Final = Resource(TINKERBELL_GROUP, TINKERBELL_VERSION, "hardware", True, "Hardware")
+WORKFLOWS: Final = Resource(TINKERBELL_GROUP, TINKERBELL_VERSION, "workflows", True, "Workflow")
 
 DAEMONSETS: Final = Resource("apps", "v1", "daemonsets", True, "DaemonSet")
 DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", True, "Deployment")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 if TYPE_CHECKING:
+    from anywhere.api.config import ClusterConfig
     from anywhere.api.v1alpha1 import Cluster, Object
     from anywhere.controllers.context import Context
     from anywhere.controllers.etcd import EtcdAdmin
@@ -48,8 +49,13 @@ class Provider(Protocol):
         """``spec`` of the infrastructure cluster object."""
         ...
 
-    def machine_template_spec(self, machine_config: Object) -> Obj:
-        """``spec.template.spec`` of a machine template for machines of ``machine_config``."""
+    def machine_template_spec(
+        self, machine_config: Object, cluster_config: ClusterConfig | None = None
+    ) -> Obj:
+        """``spec.template.spec`` of a machine template for machines of ``machine_config``.
+
+        ``cluster_config`` is the whole configuration, for what a machine takes from elsewhere in it
+        (the datacenter's OS image, a workflow template the machine config names)."""
         ...
 
     def etcd_admin(self, context: Context) -> EtcdAdmin:

@@ -14,6 +14,7 @@ _MODULES = (
     "anywhere.providers.sim.provider",
     "anywhere.providers.netns.provider",
     "anywhere.providers.vsphere.provider",
+    "anywhere.providers.tinkerbell.provider",
 )
 _loaded: list[Provider] = []
 

@@ -38,7 +38,7 @@ from pyVim.task import WaitForTask
 from pyVmomi import vim
 
 from anywhere.cli import plane as planes
-from anywhere.providers.vsphere._retry import backoff
+from anywhere.providers.retries import backoff
 from anywhere.providers.vsphere.vm import CLUSTER_KEY
 from anywhere.runtime import Client
 from tests.conftest import kubectl_json, start_server, stop_server

@@ -1,6 +1,7 @@
 """Cluster API style kinds (``cluster.x-k8s.io`` and its control plane, bootstrap and
 infrastructure groups, all ``v1beta1``): our own implementation of Cluster API's objects, so that
-``kubectl get machines -A`` shows what Cluster API users expect.
+``kubectl get machines -A`` shows what Cluster API users expect. Tinkerbell's ``Hardware`` and
+``Workflow`` (``tinkerbell.org/v1alpha1``), which the bare metal provider works with, are here too.
 
 Kind names repeat across groups (``Cluster`` is also an ``anywhere.eks.amazonaws.com`` kind), so
 :data:`KINDS` is keyed by ``(apiVersion, kind)``.
@@ -43,6 +44,18 @@ from anywhere.api.capi.machine import Machine
 from anywhere.api.capi.machinedeployment import MachineDeployment
 from anywhere.api.capi.machinehealthcheck import MachineHealthCheck
 from anywhere.api.capi.machineset import MachineSet
+from anywhere.api.capi.tinkerbell import (
+    HARDWARE_OWNER_NAME_LABEL,
+    HARDWARE_OWNER_NAMESPACE_LABEL,
+    TINKERBELL_API_VERSION,
+    TINKERBELL_GROUP,
+    TINKERBELL_VERSION,
+    Hardware,
+    TinkerbellCluster,
+    TinkerbellMachine,
+    TinkerbellMachineTemplate,
+    Workflow,
+)
 
 ALL_KINDS: tuple[type[CapiObject], ...] = (
     Cluster,
@@ -62,6 +75,11 @@ ALL_KINDS: tuple[type[CapiObject], ...] = (
     VSphereCluster,
     VSphereMachine,
     VSphereMachineTemplate,
+    TinkerbellCluster,
+    TinkerbellMachine,
+    TinkerbellMachineTemplate,
+    Hardware,
+    Workflow,
 )
 
 KINDS: dict[tuple[str, str], type[CapiObject]] = {
@@ -79,15 +97,21 @@ __all__ = [
     "CONTROL_PLANE_GROUP",
     "CONTROL_PLANE_LABEL",
     "CONTROL_PLANE_NAME_LABEL",
+    "HARDWARE_OWNER_NAMESPACE_LABEL",
+    "HARDWARE_OWNER_NAME_LABEL",
     "INFRASTRUCTURE_API_VERSION",
     "INFRASTRUCTURE_GROUP",
     "KINDS",
     "MACHINE_DEPLOYMENT_NAME_LABEL",
     "MACHINE_SET_NAME_LABEL",
     "PAUSED_ANNOTATION",
+    "TINKERBELL_API_VERSION",
+    "TINKERBELL_GROUP",
+    "TINKERBELL_VERSION",
     "VERSION",
     "CapiObject",
     "Cluster",
+    "Hardware",
     "KubeadmConfig",
     "KubeadmConfigTemplate",
     "KubeadmControlPlane",
@@ -101,7 +125,11 @@ __all__ = [
     "SimCluster",
     "SimMachine",
     "SimMachineTemplate",
+    "TinkerbellCluster",
+    "TinkerbellMachine",
+    "TinkerbellMachineTemplate",
     "VSphereCluster",
     "VSphereMachine",
     "VSphereMachineTemplate",
+    "Workflow",
 ]

@@ -131,7 +131,8 @@ class RollingUpdate(Model):
 
 
 class RolloutStrategy(Model):
-    """How control plane machines are replaced; RollingUpdate is the only type."""
+    """How control plane machines are changed: RollingUpdate (replaced, ``maxSurge`` 0 or 1) or InPlace
+    (upgraded where they stand, one at a time: anywhere.controllers.inplace)."""
 
     type: str | None = None
     rolling_update: RollingUpdate | None = None

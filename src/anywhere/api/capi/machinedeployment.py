@@ -16,7 +16,9 @@ class StrategyType:
 
     ROLLING_UPDATE: Final = "RollingUpdate"
     ON_DELETE: Final = "OnDelete"
-    ALL: Final = (ROLLING_UPDATE, ON_DELETE)
+    # EKS Anywhere's: machines upgraded where they stand (anywhere.controllers.inplace).
+    IN_PLACE: Final = "InPlace"
+    ALL: Final = (ROLLING_UPDATE, ON_DELETE, IN_PLACE)
 
 
 class MachineDeploymentPhase:

@@ -61,6 +61,7 @@ from anywhere.api.infra.netns import DEFAULT_BOOT_TIMEOUT
 from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.etcd import EtcdUnavailable
+from anywhere.controllers.inplace import kubelet_version
 from anywhere.controllers.kubeadmcontrolplane import BOOTSTRAP_ANNOTATION as KCP_BOOTSTRAP_ANNOTATION
 from anywhere.controllers.objects import (
     add_finalizer,
@@ -335,7 +336,8 @@ class NetnsMachineController(Controller):
             )
 
         # 5. the node agent
-        version = _kubelet_version(str(owner_spec.get("version") or ""))
+        # An in-place upgrade's version when one is asked for: the agent restarts with it.
+        version = _kubelet_version(kubelet_version(owner))
         node_argv = [
             sys.executable, "-m", "anywhere.providers.netns.agent", "node",
             "--kubeconfig", str(machine.folder / NODE_KUBECONFIG),

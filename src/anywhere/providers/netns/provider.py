@@ -48,6 +48,7 @@ from anywhere.providers.netns.etcd_member import CLIENT_PORT
 from anywhere.providers.netns.fabric import Fabric
 
 if TYPE_CHECKING:
+    from anywhere.api.config import ClusterConfig
     from anywhere.api.v1alpha1 import Cluster, Object
     from anywhere.controllers.context import Context
     from anywhere.runtime import Controller, KubeConfig, SocketFactory
@@ -191,7 +192,9 @@ class NetnsProvider:
         }
         return {key: value for key, value in spec.items() if value}
 
-    def machine_template_spec(self, machine_config: Object) -> Obj:
+    def machine_template_spec(
+        self, machine_config: Object, cluster_config: ClusterConfig | None = None
+    ) -> Obj:
         """How long machines of this config may take to boot, defaults applied (on a copy)."""
         if not isinstance(machine_config, NetnsMachineConfig):
             raise TypeError(f"the netns provider needs a NetnsMachineConfig, not {machine_config.kind}")

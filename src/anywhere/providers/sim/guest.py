@@ -13,7 +13,10 @@ lifecycle controllers, so once such a machine is up, the plane plays its guest:
   keeps the Node's status (Ready once the node has a pod CIDR and the CNI is configured) and
   renews its Lease ``kube-node-lease/<machine>`` every
   :data:`~anywhere.providers.kubelet.HEARTBEAT_PERIOD` seconds, with the rules every node agent
-  of this project shares (:mod:`anywhere.providers.kubelet`).
+  of this project shares (:mod:`anywhere.providers.kubelet`). The kubelet's version is the
+  Machine's ``spec.version``, or the one an in-place upgrade asks for
+  (``anywhere.eks.amazonaws.com/in-place-upgrade-to``, see :mod:`anywhere.controllers.inplace`):
+  the Node then reports it at once, as a node whose kubelet was upgraded and restarted.
 
 Annotating the infrastructure machine ``anywhere.eks.amazonaws.com/sim-fail: "true"`` stops that
 kubelet: the Node's conditions go Unknown (as the node lifecycle controller sets them) and its
@@ -35,6 +38,7 @@ from typing import Any, Final
 from anywhere.api.capi import CONTROL_PLANE_LABEL
 from anywhere.controllers.conditions import READY, is_true
 from anywhere.controllers.context import Context
+from anywhere.controllers.inplace import kubelet_version
 from anywhere.controllers.objects import (
     annotations_of,
     controller_of,
@@ -292,7 +296,7 @@ class SimulatedGuest:
                 node = await client.get(NODES, name)
             except NotFoundError:
                 node = None
-        version = str((owner.get("spec") or {}).get("version") or "")
+        version = kubelet_version(owner)
         labels = node_labels(name, control_plane=control_plane)
         annotations = node_annotations(
             str((controller_of(obj) or {}).get("name") or name), cluster, namespace

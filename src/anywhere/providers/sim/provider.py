@@ -16,6 +16,7 @@ from anywhere.controllers.resources import (
 from anywhere.providers.base import control_plane_host
 
 if TYPE_CHECKING:
+    from anywhere.api.config import ClusterConfig
     from anywhere.api.v1alpha1 import Cluster, Object
     from anywhere.controllers.context import Context
     from anywhere.controllers.etcd import EtcdAdmin
@@ -56,7 +57,9 @@ class SimProvider:
         }
         return {key: value for key, value in spec.items() if value}
 
-    def machine_template_spec(self, machine_config: Object) -> Obj:
+    def machine_template_spec(
+        self, machine_config: Object, cluster_config: ClusterConfig | None = None
+    ) -> Obj:
         """How machines of this config behave, defaults applied (on a copy)."""
         if not isinstance(machine_config, SimMachineConfig):
             raise TypeError(f"the sim provider needs a SimMachineConfig, not {machine_config.kind}")

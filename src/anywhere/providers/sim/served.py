@@ -32,6 +32,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from anywhere.api.capi import CLUSTER_NAME_LABEL
+from anywhere.controllers.conditions import READY, WARNING, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     create_or_patch,
@@ -40,16 +41,29 @@ from anywhere.controllers.objects import (
     namespace_of,
     owner_reference,
     patch_at_version,
+    write_status,
 )
 from anywhere.controllers.remote import kubeconfig_secret_name
+from anywhere.controllers.resources import CAPI_CLUSTERS
 from anywhere.providers.sim.endpoints import HOST, EndpointError, EndpointHost
-from anywhere.runtime import SECRETS, KubeConfigError, NotFoundError, Resource, parse_kubeconfig
+from anywhere.runtime import (
+    SECRETS,
+    Controller,
+    InformerFactory,
+    KubeConfigError,
+    NotFoundError,
+    Resource,
+    Result,
+    enqueue_mapped,
+    parse_kubeconfig,
+)
 
 __all__ = [
     "ENDPOINT_RETRY",
     "ENDPOINT_UNAVAILABLE",
     "KUBECONFIG_SECRET_TYPE",
     "ServedClusterAPI",
+    "ServedClusterController",
     "cluster_name_of",
     "shared_host",
 ]
@@ -126,6 +140,21 @@ class ServedClusterAPI:
         await self._kubeconfig_secret(obj, resource, kubeconfig)
         return obj
 
+    async def serve_and_report(self, obj: Obj, resource: Resource, status: Obj) -> Result | None:
+        """:meth:`serve`, then write ``status`` (the caller's conditions in it) with ``ready`` and
+        ``Ready=True``; or, when the API cannot be served, ``Ready=False`` saying why, looked at
+        again :data:`ENDPOINT_RETRY` seconds later."""
+        try:
+            obj = await self.serve(obj, resource)
+        except EndpointError as exc:
+            set_false(status, READY, ENDPOINT_UNAVAILABLE, str(exc), WARNING)
+            await write_status(self.ctx.client, resource, obj, status)
+            return Result(requeue_after=ENDPOINT_RETRY)
+        status["ready"] = True
+        set_true(status, READY)
+        await write_status(self.ctx.client, resource, obj, status)
+        return None
+
     async def remove(self, obj: Obj) -> None:
         """``obj``'s cluster is being deleted: stop watching it, stop serving its API and delete
         the API's state (the plane's own API stays, of course)."""
@@ -192,3 +221,32 @@ class ServedClusterAPI:
         except NotFoundError:
             current = None
         await create_or_patch(self.ctx.client, SECRETS, desired, current)
+
+
+class ServedClusterController(Controller):
+    """The frame of an infrastructure cluster controller whose clusters' APIs the plane serves (the
+    ``vsphere`` and ``tinkerbell`` providers): its informers, what brings a cluster back (itself, its
+    Cluster API cluster), and the endpoints it served stopped when it stops."""
+
+    def __init__(self, ctx: Context, name: str, resource: Resource, *, workers: int) -> None:
+        super().__init__(name, self._reconcile, workers=workers)
+        self.ctx = ctx
+        self.resource = resource
+        self.served = ServedClusterAPI(ctx)
+        self.clusters = ctx.manager.informer(resource)
+        self.capi_clusters = ctx.manager.informer(CAPI_CLUSTERS)
+        self.watch(resource, enqueue_mapped(lambda o: [f"{namespace_of(o)}/{name_of(o)}"]))
+        self.watch(CAPI_CLUSTERS, enqueue_mapped(self._infrastructure_of))
+
+    async def _reconcile(self, key: str) -> Result | None:
+        raise NotImplementedError
+
+    async def run(self, factory: InformerFactory) -> None:
+        try:
+            await super().run(factory)
+        finally:
+            await self.served.close()
+
+    def _infrastructure_of(self, capi: Obj) -> list[str]:
+        ref = (capi.get("spec") or {}).get("infrastructureRef") or {}
+        return [f"{namespace_of(capi)}/{ref['name']}"] if ref.get("kind") == self.resource.kind else []

@@ -37,6 +37,8 @@ from urllib.parse import urlsplit
 from pyVmomi import SoapStubAdapter, pbm, vim, vmodl
 from pyVmomi.Security import ThumbprintMismatchException
 
+from anywhere.providers.retries import InfrastructureError
+
 __all__ = [
     "CERTIFICATE_NOT_TRUSTED",
     "INVALID_CREDENTIALS",
@@ -73,13 +75,8 @@ CALL_TIMEOUT: Final = 60.0
 THREADS_PER_SESSION: Final = 4
 
 
-class VCenterError(Exception):
+class VCenterError(InfrastructureError):
     """vCenter could not be used: ``reason`` is the condition reason, the message says what to do."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import logging
 from typing import Any, Final
 
 from anywhere.api.capi import CLUSTER_NAME_LABEL
-from anywhere.controllers.conditions import READY, WARNING, set_false, set_true
+from anywhere.controllers.conditions import READY, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     add_finalizer,
@@ -33,19 +33,17 @@ from anywhere.controllers.objects import (
     is_paused,
     labels_of,
     name_of,
-    namespace_of,
     of_cluster,
     remove_finalizer,
     write_status,
 )
-from anywhere.controllers.resources import CAPI_CLUSTERS, SECRETS, VSPHERE_CLUSTERS, VSPHERE_MACHINES
-from anywhere.providers.sim.endpoints import EndpointError
-from anywhere.providers.sim.served import ENDPOINT_RETRY, ENDPOINT_UNAVAILABLE, ServedClusterAPI
-from anywhere.providers.vsphere._retry import Retries
+from anywhere.controllers.resources import SECRETS, VSPHERE_CLUSTERS, VSPHERE_MACHINES
+from anywhere.providers.retries import Retries
+from anywhere.providers.sim.served import ServedClusterController
 from anywhere.providers.vsphere._vcenter import Sessions, VCenterError
 from anywhere.providers.vsphere.inventory import require_datacenter
-from anywhere.providers.vsphere.session import session_for
-from anywhere.runtime import Controller, InformerFactory, Result, enqueue_mapped, split_key
+from anywhere.providers.vsphere.session import USER_ERRORS, session_for
+from anywhere.runtime import Result, split_key
 
 __all__ = ["FINALIZER", "VCENTER_AVAILABLE", "VSphereClusterController", "controller"]
 
@@ -56,31 +54,15 @@ FINALIZER: Final = "vspherecluster.infrastructure.cluster.x-k8s.io"
 VCENTER_AVAILABLE: Final = "VCenterAvailable"
 
 
-class VSphereClusterController(Controller):
+class VSphereClusterController(ServedClusterController):
     """Reconciles VSphereClusters (see the module doc)."""
 
     def __init__(self, ctx: Context, sessions: Sessions, *, workers: int = 2) -> None:
-        super().__init__("vspherecluster", self._reconcile, workers=workers)
-        self.ctx = ctx
+        super().__init__(ctx, "vspherecluster", VSPHERE_CLUSTERS, workers=workers)
         self.sessions = sessions
-        self.served = ServedClusterAPI(ctx)
-        self.clusters = ctx.manager.informer(VSPHERE_CLUSTERS)
-        self.capi_clusters = ctx.manager.informer(CAPI_CLUSTERS)
         self.secrets = ctx.manager.informer(SECRETS)
         self.machines = ctx.manager.informer(VSPHERE_MACHINES)
-        self.watch(VSPHERE_CLUSTERS, enqueue_mapped(lambda o: [f"{namespace_of(o)}/{name_of(o)}"]))
-        self.watch(CAPI_CLUSTERS, enqueue_mapped(self._infrastructure_of))
-        self.retries = Retries()
-
-    async def run(self, factory: InformerFactory) -> None:
-        try:
-            await super().run(factory)
-        finally:
-            await self.served.close()
-
-    def _infrastructure_of(self, capi: Obj) -> list[str]:
-        ref = (capi.get("spec") or {}).get("infrastructureRef") or {}
-        return [f"{namespace_of(capi)}/{ref['name']}"] if ref.get("kind") == "VSphereCluster" else []
+        self.retries = Retries(USER_ERRORS)
 
     async def _reconcile(self, key: str) -> Result | None:
         namespace, _ = split_key(key)
@@ -108,7 +90,7 @@ class VSphereClusterController(Controller):
             vcenter = session_for(self.sessions, self.secrets, obj)
             await vcenter.call(require_datacenter, datacenter)
         except VCenterError as exc:
-            failure = self.retries.failed(key, obj, exc)
+            failure = self.retries.failed(key, obj, exc.reason, exc.message)
             set_false(status, VCENTER_AVAILABLE, failure.reason, failure.message, failure.severity)
             if not status.get("ready"):
                 set_false(status, READY, failure.reason, failure.message, failure.severity)
@@ -126,16 +108,7 @@ class VSphereClusterController(Controller):
                 }
                 for d in domains
             }
-        try:
-            obj = await self.served.serve(obj, VSPHERE_CLUSTERS)
-        except EndpointError as exc:
-            set_false(status, READY, ENDPOINT_UNAVAILABLE, str(exc), WARNING)
-            await write_status(self.ctx.client, VSPHERE_CLUSTERS, obj, status)
-            return Result(requeue_after=ENDPOINT_RETRY)
-        status["ready"] = True
-        set_true(status, READY)
-        await write_status(self.ctx.client, VSPHERE_CLUSTERS, obj, status)
-        return None
+        return await self.served.serve_and_report(obj, VSPHERE_CLUSTERS, status)
 
 
 def controller(ctx: Context, sessions: Sessions, *, workers: int = 2) -> VSphereClusterController:

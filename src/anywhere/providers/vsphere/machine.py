@@ -36,42 +36,29 @@ import asyncio
 import base64
 import copy
 import dataclasses
-import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 
-from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.api.infra.vsphere import DEFAULT_MEMORY_MIB, DEFAULT_NUM_CPUS
-from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false, set_true
+from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
-    add_finalizer,
-    cluster_paused,
-    controlling,
-    deleting,
-    is_paused,
-    labels_of,
     name_of,
     namespace_of,
     of_cluster,
-    patch_at_version,
-    referenced_infrastructure,
     remove_finalizer,
     write_status,
 )
 from anywhere.controllers.resources import (
-    CAPI_CLUSTERS,
-    MACHINES,
-    SECRETS,
     VSPHERE_CLUSTERS,
     VSPHERE_MACHINES,
 )
-from anywhere.providers.kubelet import internal_ip, node_addresses
+from anywhere.providers.guest_machines import GuestMachineController, MachineInputs
+from anywhere.providers.kubelet import node_addresses
 from anywhere.providers.sim.guest import SimulatedGuest
 from anywhere.providers.vsphere import vm as vms
-from anywhere.providers.vsphere._retry import Retries
 from anywhere.providers.vsphere._vcenter import TASK_FAILED, Sessions, VCenter, VCenterError
 from anywhere.providers.vsphere.inventory import (
     PlacementNames,
@@ -80,12 +67,11 @@ from anywhere.providers.vsphere.inventory import (
     resolve_placement,
     storage_policies,
 )
-from anywhere.providers.vsphere.session import session_for
-from anywhere.runtime import Controller, Result, enqueue_mapped, enqueue_self, split_key
+from anywhere.providers.vsphere.session import USER_ERRORS, session_for
+from anywhere.runtime import Result
 
 __all__ = ["FINALIZER", "VSphereMachineController", "controller", "pick_failure_domain"]
 
-log = logging.getLogger("anywhere.controllers.vspheremachine")
 Obj = dict[str, Any]
 
 FINALIZER: Final = "vspheremachine.infrastructure.cluster.x-k8s.io"
@@ -102,27 +88,24 @@ def pick_failure_domain(domains: list[str], taken: Iterable[str]) -> str | None:
     return min(domains, key=lambda d: (counts[d], domains.index(d)))
 
 
-class VSphereMachineController(Controller):
+class VSphereMachineController(GuestMachineController):
     """Reconciles VSphereMachines (see the module doc)."""
 
+    finalizer = FINALIZER
+
     def __init__(self, ctx: Context, sessions: Sessions, *, workers: int = 4) -> None:
-        super().__init__("vspheremachine", self._reconcile, workers=workers)
-        self.ctx = ctx
-        self.sessions = sessions
-        self.machines = ctx.manager.informer(VSPHERE_MACHINES)
-        self.owners = ctx.manager.informer(MACHINES)
-        self.clusters = ctx.manager.informer(VSPHERE_CLUSTERS)
-        self.capi_clusters = ctx.manager.informer(CAPI_CLUSTERS)
-        self.secrets = ctx.manager.informer(SECRETS)
-        self.guest = SimulatedGuest(
-            ctx, VSPHERE_MACHINES, os_image="Ubuntu 22.04.5 LTS (vSphere)", kernel_version="6.8.0-vsphere"
+        super().__init__(
+            ctx,
+            "vspheremachine",
+            machines=VSPHERE_MACHINES,
+            clusters=VSPHERE_CLUSTERS,
+            guest=SimulatedGuest(
+                ctx, VSPHERE_MACHINES, os_image="Ubuntu 22.04.5 LTS (vSphere)", kernel_version="6.8.0-vsphere"
+            ),
+            user_errors=USER_ERRORS,
+            workers=workers,
         )
-        self.watch(VSPHERE_MACHINES, enqueue_self)
-        self.watch(MACHINES, enqueue_mapped(lambda m: referenced_infrastructure(m, VSPHERE_MACHINES.kind)))
-        self.watch(VSPHERE_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
-        self.watch(CAPI_CLUSTERS, enqueue_mapped(self._machines_of_cluster))
-        ctx.clusters.add_node_listener(self.guest.node_listener(self.enqueue))
-        self.retries = Retries()
+        self.sessions = sessions
         self._waiting_since: dict[str, float] = {}  # key -> when it was first seen up without an IP
         self._checked: dict[str, float] = {}  # key -> monotonic time its VM was last seen as expected
         # Failure domains chosen by this process that the cache may not show yet (rebuilt from the
@@ -130,90 +113,18 @@ class VSphereMachineController(Controller):
         self._placed: dict[str, str] = {}
         self._placing_lock = asyncio.Lock()
 
-    def _machines_of_cluster(self, cluster: Obj) -> Iterable[str]:
-        namespace = namespace_of(cluster)
-        name = labels_of(cluster).get(CLUSTER_NAME_LABEL) or name_of(cluster)
-        for machine in of_cluster(self.machines, namespace, name):
-            yield f"{namespace}/{name_of(machine)}"
-
-    def _forget(self, key: str) -> None:
-        self.retries.succeeded(key)
+    def forget(self, key: str) -> None:
+        super().forget(key)
         self._waiting_since.pop(key, None)
         self._checked.pop(key, None)
         self._placed.pop(key, None)
-        self.guest.forget(key)
 
-    # -- reconcile -------------------------------------------------------------------------------------
-
-    async def _reconcile(self, key: str) -> Result | None:
-        namespace, _ = split_key(key)
-        obj = self.machines.get(key)
-        if obj is None or namespace is None:
-            self._forget(key)
-            return None
-        cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL, "")
-        capi = self.capi_clusters.get(f"{namespace}/{cluster_name}") if cluster_name else None
-        if is_paused(obj) or cluster_paused(capi):
-            return None
-        vsphere_cluster = self._vsphere_cluster(namespace, cluster_name, capi)
-        wait = self.retries.wait(key, obj)
-        if wait is not None:
-            return Result(requeue_after=wait)
-        try:
-            if deleting(obj):
-                return await self._delete(key, obj, vsphere_cluster, capi)
-            obj = await add_finalizer(self.ctx.client, VSPHERE_MACHINES, obj, FINALIZER)
-            if (obj.get("status") or {}).get("failureReason"):
-                return None  # terminal: the machine is replaced, not repaired
-            return await self._provision(key, obj, cluster_name, vsphere_cluster)
-        except VCenterError as exc:
-            return await self._failed(key, obj, exc)
-
-    def _vsphere_cluster(self, namespace: str, cluster_name: str, capi: Obj | None) -> Obj | None:
-        ref = ((capi or {}).get("spec") or {}).get("infrastructureRef") or {}
-        name = ref.get("name") if ref.get("kind") == "VSphereCluster" else None
-        return self.clusters.get(f"{namespace}/{name or cluster_name}")
-
-    async def _waiting(self, obj: Obj, reason: str, message: str, severity: str = "Info") -> Obj:
-        status = copy.deepcopy(obj.get("status") or {})
-        status.setdefault("ready", False)
-        set_false(status, READY, reason, message, severity)
-        return await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
-
-    async def _failed(self, key: str, obj: Obj, exc: VCenterError, status: Obj | None = None) -> Result:
-        """A failed attempt: say why on the machine (in ``status``, when the caller has changes of its
-        own to write with it), and try again later (2 s doubling to a minute)."""
-        failure = self.retries.failed(key, obj, exc)
-        log.warning("machine %s: %s", key, failure.message)
-        current = obj if status is not None else self.machines.get(key) or obj
-        status = copy.deepcopy(status if status is not None else current.get("status") or {})
-        if not status.get("ready") or deleting(current):
-            set_false(status, READY, failure.reason, failure.message, failure.severity)
-            await write_status(self.ctx.client, VSPHERE_MACHINES, current, status)
-        return Result(requeue_after=failure.delay)
-
-    async def _provision(
-        self, key: str, obj: Obj, cluster_name: str, vsphere_cluster: Obj | None
-    ) -> Result | None:
-        owner = controlling(self.owners, obj, "Machine")
-        if owner is None:
-            await self._waiting(obj, "WaitingForMachine", "waiting for the owner Machine")
-            return None
-        owner_spec = owner.get("spec") or {}
-        data_secret = (owner_spec.get("bootstrap") or {}).get("dataSecretName")
-        if not data_secret:
-            await self._waiting(obj, "WaitingForBootstrapData", "waiting for the bootstrap data")
-            return None
-        cluster_name = cluster_name or str(owner_spec.get("clusterName") or "")
-        if vsphere_cluster is None or not (vsphere_cluster.get("status") or {}).get("ready"):
-            await self._waiting(
-                obj, "WaitingForInfrastructure", f"waiting for VSphereCluster {cluster_name} to be ready"
-            )
-            return None
+    async def provision(self, key: str, obj: Obj, inputs: MachineInputs) -> Result | None:
+        cluster_name, vsphere_cluster, data_secret = inputs.cluster_name, inputs.cluster, inputs.data_secret
         vcenter = session_for(self.sessions, self.secrets, vsphere_cluster)
         status = obj.get("status") or {}
         if status.get("ready") and status.get("vmRef"):
-            return await self._provisioned(key, obj, owner, cluster_name, vcenter, vsphere_cluster)
+            return await self._provisioned(key, obj, inputs, vcenter)
 
         obj, names = await self._placement(obj, cluster_name, vsphere_cluster)
         uid = str((obj.get("metadata") or {}).get("uid") or "")
@@ -244,7 +155,7 @@ class VSphereMachineController(Controller):
         self.retries.succeeded(key)
         if state.ip is None:
             return await self._waiting_for_ip(key, obj, state, names)
-        return await self._ready(key, obj, owner, cluster_name, state)
+        return await self._ready(key, obj, inputs, state)
 
     async def _placement(
         self, obj: Obj, cluster_name: str, vsphere_cluster: Obj
@@ -268,7 +179,7 @@ class VSphereMachineController(Controller):
                 new_status["failureDomain"] = domain_name
                 obj = await write_status(self.ctx.client, VSPHERE_MACHINES, obj, new_status)
                 self._placed[key] = str(domain_name)
-            log.info("machine %s: placed in failure domain %s", key, domain_name)
+            self.log.info("machine %s: placed in failure domain %s", key, domain_name)
         return obj, placement_names(cluster_spec, spec, domains.get(str(domain_name)))
 
     def _desired(self, obj: Obj, data_secret: str, cluster_name: str) -> vms.Desired:
@@ -308,7 +219,7 @@ class VSphereMachineController(Controller):
                 failure = VCenterError(
                     TASK_FAILED, f"cloning template {names.template!r} failed in vCenter: {state.error}"
                 )
-                return await self._failed(key, obj, failure, status)
+                return await self.failed(key, obj, failure, status)
             await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
             return Result(requeue_after=0.0)  # done (or gone): look for the VM again
         desired = self._desired(obj, data_secret, cluster_name)
@@ -331,7 +242,7 @@ class VSphereMachineController(Controller):
         status["taskRef"] = task_id
         set_false(status, READY, "Cloning", f"cloning template {names.template} into VM {name_of(obj)}")
         await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
-        log.info("machine %s: cloning template %s (task %s)", key, names.template, task_id)
+        self.log.info("machine %s: cloning template %s (task %s)", key, names.template, task_id)
         return Result(requeue_after=TASK_POLL)
 
     async def _waiting_for_ip(self, key: str, obj: Obj, state: vms.VMState, names: PlacementNames) -> Result:
@@ -342,34 +253,27 @@ class VSphereMachineController(Controller):
             f"VM {state.name} is powered on and has reported no IP address for {waited:.0f}s; its guest gets one "
             f"by DHCP on network {names.network!r}: check that DHCP serves that network"
         )
-        await self._waiting(obj, "WaitingForIPAddress", message, WARNING if waited > 60 else "Info")
+        await self.waiting(obj, "WaitingForIPAddress", message, WARNING if waited > 60 else "Info")
         return Result(requeue_after=min(30.0, max(1.0, waited / 4)))
 
-    async def _ready(
-        self, key: str, obj: Obj, owner: Obj, cluster_name: str, state: vms.VMState
-    ) -> Result | None:
+    async def _ready(self, key: str, obj: Obj, inputs: MachineInputs, state: vms.VMState) -> Result | None:
         self._waiting_since.pop(key, None)
-        provider_id = f"vsphere://{state.bios_uuid}"
-        if (obj.get("spec") or {}).get("providerID") != provider_id:
-            obj = await patch_at_version(
-                self.ctx.client, VSPHERE_MACHINES, obj, {"spec": {"providerID": provider_id}}
-            )
-        status = copy.deepcopy(obj.get("status") or {})
-        if not status.get("ready"):
-            log.info("machine %s: VM %s is up with address %s", key, state.name, state.ip)
-        status.update(ready=True, addresses=node_addresses(str(state.ip), state.name), vmRef=state.moid)
-        set_true(status, READY)
-        obj = await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
         self._checked[key] = time.monotonic()
-        return await self._run_guest(key, obj, owner, cluster_name)
+        return await self.mark_ready(
+            key,
+            obj,
+            inputs,
+            f"vsphere://{state.bios_uuid}",
+            {"addresses": node_addresses(str(state.ip), state.name), "vmRef": state.moid},
+        )
 
     async def _provisioned(
-        self, key: str, obj: Obj, owner: Obj, cluster_name: str, vcenter: VCenter, vsphere_cluster: Obj
+        self, key: str, obj: Obj, inputs: MachineInputs, vcenter: VCenter
     ) -> Result | None:
         """A provisioned machine: its node's heartbeat, and now and then a look at its VM."""
         if time.monotonic() - self._checked.get(key, 0.0) > VM_CHECK_PERIOD:
             uid = str((obj.get("metadata") or {}).get("uid") or "")
-            datacenter = str((vsphere_cluster.get("spec") or {}).get("datacenter") or "")
+            datacenter = str((inputs.cluster.get("spec") or {}).get("datacenter") or "")
             state = await vcenter.call(_observe_vm, datacenter, uid)
             if state is None or not state.powered_on:
                 message = (
@@ -381,23 +285,15 @@ class VSphereMachineController(Controller):
                 status.update(ready=False, failureReason="UpdateError", failureMessage=message)
                 set_false(status, READY, "VMGone" if state is None else "VMPoweredOff", message, ERROR)
                 await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
-                log.warning("machine %s: %s", key, message)
+                self.log.warning("machine %s: %s", key, message)
                 return None
             self._checked[key] = time.monotonic()
-        return await self._run_guest(key, obj, owner, cluster_name)
-
-    async def _run_guest(self, key: str, obj: Obj, owner: Obj, cluster_name: str) -> Result | None:
-        address = internal_ip(obj) or ""
-        provider_id = str((obj.get("spec") or {}).get("providerID") or "")
-        return await self.guest.run(key, obj, owner, cluster_name, address, provider_id)
+        return await self.run_guest(key, obj, inputs)
 
     # -- deletion ----------------------------------------------------------------------------------------
 
-    async def _delete(
-        self, key: str, obj: Obj, vsphere_cluster: Obj | None, capi: Obj | None
-    ) -> Result | None:
-        if FINALIZER not in ((obj.get("metadata") or {}).get("finalizers") or ()):
-            return None
+    async def delete(self, key: str, obj: Obj, cluster: Obj | None, capi: Obj | None) -> Result | None:
+        vsphere_cluster = cluster
         status = obj.get("status") or {}
         uid = str((obj.get("metadata") or {}).get("uid") or "")
         # A machine is only ever cloned once its VSphereCluster is ready (which it never stops being):
@@ -428,14 +324,10 @@ class VSphereMachineController(Controller):
 
             removed = await vcenter.call(remove)
             if removed:
-                log.info("machine %s: VM %s powered off and destroyed", key, removed)
+                self.log.info("machine %s: VM %s powered off and destroyed", key, removed)
         elif not never_made:
-            log.warning("machine %s: its VSphereCluster is gone; no vCenter to remove a VM from", key)
-        cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL, "")
-        going = capi is None or deleting(capi) or vsphere_cluster is None or deleting(vsphere_cluster)
-        if cluster_name:
-            await self.guest.stop(obj, cluster_name, cluster_going=going)
-        self._forget(key)
+            self.log.warning("machine %s: its VSphereCluster is gone; no vCenter to remove a VM from", key)
+        await self.stop_guest(key, obj, cluster, capi)
         await remove_finalizer(self.ctx.client, VSPHERE_MACHINES, obj, FINALIZER)
         return None
 

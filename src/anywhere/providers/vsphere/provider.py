@@ -19,6 +19,7 @@ from anywhere.providers.vsphere._vcenter import Sessions
 from anywhere.providers.vsphere.session import CREDENTIALS_SECRET
 
 if TYPE_CHECKING:
+    from anywhere.api.config import ClusterConfig
     from anywhere.api.v1alpha1 import Cluster, Object
     from anywhere.controllers.context import Context
     from anywhere.controllers.etcd import EtcdAdmin
@@ -70,7 +71,9 @@ class VSphereProvider:
         }
         return {key: value for key, value in out.items() if value}
 
-    def machine_template_spec(self, machine_config: Object) -> Obj:
+    def machine_template_spec(
+        self, machine_config: Object, cluster_config: ClusterConfig | None = None
+    ) -> Obj:
         """The VM every machine of this config gets (defaults applied, on a copy)."""
         if not isinstance(machine_config, VSphereMachineConfig):
             raise TypeError(f"the vsphere provider needs a VSphereMachineConfig, not {machine_config.kind}")

@@ -15,18 +15,22 @@ from typing import Any, Final
 
 from anywhere.controllers.resources import SYSTEM_NAMESPACE
 from anywhere.providers.vsphere._vcenter import (
+    CERTIFICATE_NOT_TRUSTED,
     INVALID_CREDENTIALS,
+    THUMBPRINT_MISMATCH,
     Credentials,
     Server,
     Sessions,
     VCenter,
     VCenterError,
 )
+from anywhere.providers.vsphere.inventory import DATACENTER_NOT_FOUND
 from anywhere.runtime import Informer
 
 __all__ = [
     "CREDENTIALS_SECRET",
     "MISSING_CREDENTIALS",
+    "USER_ERRORS",
     "credentials_from_secret",
     "credentials_secret",
     "server_of",
@@ -37,6 +41,17 @@ Obj = dict[str, Any]
 
 CREDENTIALS_SECRET: Final = "vsphere-credentials"
 MISSING_CREDENTIALS: Final = "MissingCredentials"
+# Failures the user must fix (trust, credentials, vCenter's content); retried ones with an error
+# condition. The rest (vCenter unreachable, a failed task) may pass by themselves.
+USER_ERRORS: Final = frozenset(
+    {
+        THUMBPRINT_MISMATCH,
+        CERTIFICATE_NOT_TRUSTED,
+        INVALID_CREDENTIALS,
+        MISSING_CREDENTIALS,
+        DATACENTER_NOT_FOUND,
+    }
+)
 
 
 def server_of(vsphere_cluster: Obj) -> Server:

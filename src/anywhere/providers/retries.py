@@ -1,4 +1,5 @@
-"""When a failed vCenter step is tried again, and how the failure reads on the object.
+"""When a failed step against infrastructure (vCenter, a BMC) is tried again, and how the failure
+reads on the object.
 
 The delay grows with each failure in a row.
 
@@ -16,31 +17,22 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from anywhere.controllers.conditions import ERROR, WARNING
-from anywhere.providers.vsphere._vcenter import (
-    CERTIFICATE_NOT_TRUSTED,
-    INVALID_CREDENTIALS,
-    THUMBPRINT_MISMATCH,
-    VCenterError,
-)
-from anywhere.providers.vsphere.inventory import DATACENTER_NOT_FOUND
-from anywhere.providers.vsphere.session import MISSING_CREDENTIALS
 
-__all__ = ["MAX_BACKOFF", "USER_ERRORS", "Failure", "Retries", "backoff"]
+__all__ = ["MAX_BACKOFF", "Failure", "InfrastructureError", "Retries", "backoff"]
 
 Obj = dict[str, Any]
 
 MAX_BACKOFF: Final = 60.0
-# Problems the user must fix (the spec, the credentials or vCenter's content) are errors; the rest
-# (vCenter unreachable, a task that failed) may pass by themselves and are warnings.
-USER_ERRORS: Final = frozenset(
-    {
-        THUMBPRINT_MISMATCH,
-        CERTIFICATE_NOT_TRUSTED,
-        INVALID_CREDENTIALS,
-        MISSING_CREDENTIALS,
-        DATACENTER_NOT_FOUND,
-    }
-)
+
+
+class InfrastructureError(Exception):
+    """The infrastructure (vCenter, a BMC) could not be used: ``reason`` is the condition reason, the
+    message says what to do. A controller records it as a failed attempt and tries again later."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 def backoff(failures: int) -> float:
@@ -72,21 +64,27 @@ class Failure:
 
 class Retries:
     """Failures in a row and the next attempt's time, per object key (in memory: a restarted
-    controller tries everything once at once, then backs off again)."""
+    controller tries everything once at once, then backs off again).
 
-    def __init__(self) -> None:
+    ``user_errors`` are the failure reasons the user must fix (the spec, credentials, the
+    infrastructure's content): their conditions are errors; the rest (unreachable, a task that failed)
+    may pass by themselves and are warnings.
+    """
+
+    def __init__(self, user_errors: frozenset[str] = frozenset()) -> None:
+        self._user_errors = user_errors
         self._failures: dict[str, int] = {}
         self._due: dict[str, _Due] = {}
 
-    def failed(self, key: str, obj: Obj, exc: VCenterError) -> Failure:
+    def failed(self, key: str, obj: Obj, reason: str, message: str) -> Failure:
         """Record a failed attempt at ``obj``; returns what the object's condition says of it."""
         failures = self._failures[key] = self._failures.get(key, 0) + 1
         delay = backoff(failures)
         self._due[key] = _Due(time.monotonic() + delay, _state(obj))
         return Failure(
-            reason=exc.reason,
-            message=f"{exc.message} (attempt {failures}; trying again in {delay:.0f}s)",
-            severity=ERROR if exc.reason in USER_ERRORS else WARNING,
+            reason=reason,
+            message=f"{message} (attempt {failures}; trying again in {delay:.0f}s)",
+            severity=ERROR if reason in self._user_errors else WARNING,
             delay=delay,
         )
 
