@@ -120,6 +120,40 @@ def stop_server(server: Server) -> int:
             server.process.kill()
 
 
+# The CNI's DaemonSet, whose presence in a workload cluster makes node agents report the CNI configured.
+CILIUM: dict[str, Any] = {
+    "apiVersion": "apps/v1",
+    "kind": "DaemonSet",
+    "metadata": {"name": "cilium", "namespace": "kube-system"},
+    "spec": {
+        "selector": {"matchLabels": {"k8s-app": "cilium"}},
+        "template": {
+            "metadata": {"labels": {"k8s-app": "cilium"}},
+            "spec": {"containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.16.0"}]},
+        },
+    },
+}
+
+
+def run_anywhere(
+    folder: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """``anywhere ARGS`` in ``folder`` as a user would run it (no KUBECONFIG from this process;
+    ``env`` added), its output captured; ``timeout`` bounds a hung command, it is no expectation."""
+    environment = dict(os.environ)
+    environment.pop("KUBECONFIG", None)
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "anywhere", *args],
+        cwd=folder,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def kubectl_json(kubeconfig: Path, *args: str, must: bool = True) -> Any:
     """``kubectl --kubeconfig KUBECONFIG ARGS -o json`` (the machine's kubectl), parsed; with
     ``must=False``, None when kubectl fails (the API does not answer yet, the object is not there)."""

@@ -68,23 +68,12 @@ from anywhere.controllers.resources import (
 from anywhere.providers.sim import cluster as simcluster
 from anywhere.providers.sim import machine as simmachine
 from anywhere.runtime import Client, ConflictError, Controller, Resource
+from tests.conftest import CILIUM
 from tests.controllers.conftest import eventually, running, within
 
 Obj = dict[str, Any]
 CLUSTER = "ip"
 OLD, NEW = "v1.33.1", "v1.34.1"
-CILIUM = {
-    "apiVersion": "apps/v1",
-    "kind": "DaemonSet",
-    "metadata": {"name": "cilium", "namespace": "kube-system"},
-    "spec": {
-        "selector": {"matchLabels": {"k8s-app": "cilium"}},
-        "template": {
-            "metadata": {"labels": {"k8s-app": "cilium"}},
-            "spec": {"containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.16.0"}]},
-        },
-    },
-}
 
 
 def controllers(ctx: Context) -> list[Controller]:

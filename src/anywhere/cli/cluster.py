@@ -1333,7 +1333,9 @@ def create_cluster(
         )
         spec = read_spec(file, timeouts, for_create=True)
         _vsphere().preflight(spec)
-        _tinkerbell().preflight(spec, hardware_csv, for_create=True, workload=kubeconfig is not None)
+        _tinkerbell().preflight(
+            spec, hardware_csv, for_create=True, workload=kubeconfig is not None or spec.managed_by_other
+        )
         if kubeconfig is not None or spec.managed_by_other:
             _create_workload(spec, kubeconfig, timeouts, verbosity, session)
         elif _netns().is_netns(spec):

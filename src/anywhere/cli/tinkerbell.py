@@ -22,6 +22,7 @@ import typer
 import yaml
 
 from anywhere.api.capi import CLUSTER_NAME_LABEL
+from anywhere.api.config import ClusterConfig
 from anywhere.api.infra.hardware import (
     HardwareCSVError,
     HardwareEntry,
@@ -30,9 +31,9 @@ from anywhere.api.infra.hardware import (
     parse_hardware_csv,
     shortages,
 )
-from anywhere.api.v1alpha1.tinkerbell import TinkerbellDatacenterConfig
-from anywhere.cli.cluster import CommandError, Session, Spec, out, run_command, write_private
-from anywhere.controllers.objects import create_or_patch, labels_of, name_of
+from anywhere.api.v1alpha1.tinkerbell import TinkerbellDatacenterConfig, TinkerbellMachineConfig
+from anywhere.cli.cluster import CommandError, Session, Spec, current_config, out, run_command, write_private
+from anywhere.controllers.objects import create_or_patch, labels_of, name_of, patch_at_version
 from anywhere.controllers.resources import (
     HARDWARE,
     NAMESPACES,
@@ -40,8 +41,8 @@ from anywhere.controllers.resources import (
     SYSTEM_NAMESPACE,
     TINKERBELL_MACHINES,
 )
-from anywhere.providers.tinkerbell.pool import address_of, mac_of, owner_of
-from anywhere.runtime import AlreadyExistsError, Client, NotFoundError
+from anywhere.providers.tinkerbell.pool import address_of, has_bmc, mac_of, owner_of
+from anywhere.runtime import AlreadyExistsError, Client, ConflictError, NotFoundError
 
 __all__ = [
     "check_bmcs",
@@ -194,10 +195,11 @@ async def check_bmcs(entries: list[HardwareEntry], csv_path: Path) -> None:
 
 
 def _labelled(entries: list[HardwareEntry], others: list[Obj]) -> list[tuple[str, dict[str, str]]]:
-    """(name, labels) of hardware: the CSV's entries, then objects already registered under other names."""
+    """(name, labels) of the hardware machines can take: the CSV's entries, then objects already
+    registered under other names; hardware without a BMC is left out (anywhere cannot netboot it)."""
     names = {e.hostname for e in entries}
-    out = [(e.hostname, dict(e.labels)) for e in entries]
-    out += [(name_of(h), labels_of(h)) for h in others if name_of(h) not in names]
+    out = [(e.hostname, dict(e.labels)) for e in entries if e.has_bmc]
+    out += [(name_of(h), labels_of(h)) for h in others if name_of(h) not in names and has_bmc(h)]
     return out
 
 
@@ -238,7 +240,7 @@ async def store_hardware(client: Client, spec: Spec, existing: Obj | None) -> No
         for h in registered.values()
         if (o := _holder(h)) is None or _cluster_of(machines.get(o)) == spec.name
     ]
-    rolling = existing is not None and _version_changes(existing, spec)
+    rolling = existing is not None and _replaces_machines(await current_config(client, existing), spec.config)
     short = shortages(
         hardware_requirements(spec.config, rolling_spare=rolling), _labelled(spec.hardware, usable)
     )
@@ -251,17 +253,41 @@ async def store_hardware(client: Client, spec: Spec, existing: Obj | None) -> No
             details=short,
         )
     for obj in hardware_objects(spec.hardware, SYSTEM_NAMESPACE):
-        resource = HARDWARE if obj["kind"] == "Hardware" else SECRETS
+        if obj["kind"] == "Hardware":
+            await _register(client, obj)
+            continue
         try:
-            current = await client.get(resource, name_of(obj), SYSTEM_NAMESPACE)
+            current = await client.get(SECRETS, name_of(obj), SYSTEM_NAMESPACE)
         except NotFoundError:
             current = None
-        if current is not None and resource is HARDWARE and _holder(current) is not None:
-            obj = {**obj, "metadata": {**obj["metadata"], "labels": labels_of(current)}}
-            obj["spec"] = {**(current.get("spec") or {}), "bmc": obj["spec"].get("bmc")}
-        await create_or_patch(client, resource, obj, current)
+        await create_or_patch(client, SECRETS, obj, current)
     if spec.hardware:
         out.print(f"Registered {len(spec.hardware)} hardware object(s) in namespace {SYSTEM_NAMESPACE}")
+
+
+async def _register(client: Client, desired: Obj, attempts: int = 5) -> None:
+    """Create a Hardware, or update the one there compare-and-swap (a machine may claim it meanwhile):
+    free hardware takes the CSV's labels and spec; hardware a machine holds only its BMC settings."""
+    for _ in range(attempts):
+        try:
+            current = await client.get(HARDWARE, name_of(desired), SYSTEM_NAMESPACE)
+        except NotFoundError:
+            with contextlib.suppress(AlreadyExistsError):
+                await client.create(HARDWARE, desired, SYSTEM_NAMESPACE)
+                return
+            continue
+        if _holder(current) is not None:
+            patch: Obj = {"spec": {"bmc": desired["spec"].get("bmc")}}
+        else:
+            labels: dict[str, str | None] = dict.fromkeys(labels_of(current))
+            labels.update(desired["metadata"].get("labels") or {})
+            patch = {"metadata": {"labels": labels}, "spec": desired["spec"]}
+        with contextlib.suppress(ConflictError):
+            await patch_at_version(client, HARDWARE, current, patch)
+            return
+    raise CommandError(
+        f"hardware {name_of(desired)} kept changing while it was being updated; run the command again"
+    )
 
 
 def _holder(hardware: Obj) -> str | None:
@@ -273,13 +299,26 @@ def _cluster_of(machine: Obj | None) -> str | None:
     return labels_of(machine or {}).get(CLUSTER_NAME_LABEL)
 
 
-def _version_changes(existing: Obj, spec: Spec) -> bool:
-    """Whether the upgrade changes a Kubernetes version, which replaces machines of a rolling group."""
-    old = existing.get("spec") or {}
-    new = spec.config.cluster
-    if old.get("kubernetesVersion") != new.spec.kubernetes_version:
+def _replaces_machines(old: ClusterConfig, new: ClusterConfig) -> bool:
+    """Whether the upgrade replaces machines of a rolling group: a Kubernetes version, a machine
+    config or the datacenter's OS image changes (InPlace groups need no spare either way:
+    hardware_requirements adds none for them)."""
+    old_cluster, new_cluster = old.cluster, new.cluster
+    if old_cluster.spec.kubernetes_version != new_cluster.spec.kubernetes_version:
         return True
-    old_groups = {
-        g.get("name"): g.get("kubernetesVersion") for g in old.get("workerNodeGroupConfigurations") or ()
-    }
-    return any(g.name in old_groups and old_groups[g.name] != g.kubernetes_version for g in new.worker_groups)
+    old_versions = {g.name: g.kubernetes_version for g in old_cluster.worker_groups}
+    if any(
+        g.name in old_versions and old_versions[g.name] != g.kubernetes_version
+        for g in new_cluster.worker_groups
+    ):
+        return True
+    old_machines = {m.name: m.to_dict().get("spec") for m in old.of_kind(TinkerbellMachineConfig.KIND)}
+    for machine in new.of_kind(TinkerbellMachineConfig.KIND):
+        if machine.name in old_machines and old_machines[machine.name] != machine.to_dict().get("spec"):
+            return True
+    old_dc, new_dc = old.datacenter, new.datacenter
+    return (
+        isinstance(old_dc, TinkerbellDatacenterConfig)
+        and isinstance(new_dc, TinkerbellDatacenterConfig)
+        and old_dc.spec.os_image_url != new_dc.spec.os_image_url
+    )

@@ -4,7 +4,8 @@ The ``vsphere`` provider's VMs (in the vCenter simulator) and the ``tinkerbell``
 (behind a Redfish emulator) run no OS here, so once one is up the plane plays its node agent
 (:class:`~anywhere.providers.sim.guest.SimulatedGuest`). Their controllers differ in how a machine
 comes up; the rest is the same and lives here: which objects bring a machine back, the reconcile's
-frame (paused, retry delay, finalizer, terminal failure, deletion), the inputs every machine waits
+frame (paused, retry delay, finalizer, terminal failure, deletion; a conflict, someone having
+written first, goes back to the runtime, which tries again shortly on fresh data), the inputs every machine waits
 for (its Machine, the bootstrap data, a ready infrastructure cluster), conditions while waiting or
 after a failed attempt at the infrastructure (retried 2 s doubling to a minute,
 :class:`~anywhere.providers.retries.Retries`), and the end: ``providerID``, addresses, ``ready`` and
@@ -41,7 +42,6 @@ from anywhere.providers.kubelet import internal_ip
 from anywhere.providers.retries import InfrastructureError, Retries
 from anywhere.providers.sim.guest import SimulatedGuest
 from anywhere.runtime import (
-    ConflictError,
     Controller,
     Resource,
     Result,
@@ -160,8 +160,6 @@ class GuestMachineController(Controller):
             return await self.provision(key, obj, inputs)
         except InfrastructureError as exc:
             return await self.failed(key, obj, exc)
-        except ConflictError:
-            return Result(requeue_after=0.0)  # someone wrote first: decide again on fresh data
 
     async def _inputs(self, obj: Obj, cluster_name: str, cluster: Obj | None) -> MachineInputs | None:
         owner = controlling(self.owners, obj, "Machine")

@@ -12,13 +12,14 @@ condition. So the delay cannot be left to ``Result(requeue_after=...)`` alone: e
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Final
 
 from anywhere.controllers.conditions import ERROR, WARNING
 
-__all__ = ["MAX_BACKOFF", "Failure", "InfrastructureError", "Retries", "backoff"]
+__all__ = ["MAX_BACKOFF", "Failure", "InfrastructureError", "Retries", "backoff", "without_attempts"]
 
 Obj = dict[str, Any]
 
@@ -33,6 +34,15 @@ class InfrastructureError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+_ATTEMPTS = re.compile(r" \(attempt \d+; trying again in \d+s\)$")
+
+
+def without_attempts(message: str) -> str:
+    """A failure's message without the attempt count :meth:`Retries.failed` adds, so that it reads
+    the same from one attempt to the next (for a summary elsewhere)."""
+    return _ATTEMPTS.sub("", message)
 
 
 def backoff(failures: int) -> float:

@@ -54,7 +54,7 @@ from anywhere.runtime import (
     TransportError,
     load_kubeconfig,
 )
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import CILIUM, Server, start_server, stop_server
 from tests.providers.netns.hardware import make_fabric, requires_root, state_dir
 
 __all__ = ["state_dir"]
@@ -368,19 +368,6 @@ async def _poll_async(read: Callable[[], Any], done: Callable[[Any], bool], time
 
 
 # -- the node agent --------------------------------------------------------------------------------------
-
-CILIUM: Obj = {
-    "apiVersion": "apps/v1",
-    "kind": "DaemonSet",
-    "metadata": {"name": "cilium", "namespace": "kube-system"},
-    "spec": {
-        "selector": {"matchLabels": {"k8s-app": "cilium"}},
-        "template": {
-            "metadata": {"labels": {"k8s-app": "cilium"}},
-            "spec": {"containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.16.0"}]},
-        },
-    },
-}
 
 
 def _condition(node: Obj, type_: str) -> Obj:

@@ -46,6 +46,7 @@ from anywhere.providers.sim.machine import (
     plan_boot,
 )
 from anywhere.runtime import Client, Controller, NotFoundError
+from tests.conftest import CILIUM
 from tests.controllers.conftest import eventually, running
 
 Obj = dict[str, Any]
@@ -260,20 +261,6 @@ def etcd_members(items: list[Obj]) -> dict[str, bool]:
             data = json.loads(item["data"]["members.json"])
             return {m["name"]: m["healthy"] for m in data["members"]}
     return {}
-
-
-CILIUM = {
-    "apiVersion": "apps/v1",
-    "kind": "DaemonSet",
-    "metadata": {"name": "cilium", "namespace": "kube-system"},
-    "spec": {
-        "selector": {"matchLabels": {"k8s-app": "cilium"}},
-        "template": {
-            "metadata": {"labels": {"k8s-app": "cilium"}},
-            "spec": {"containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.16.0"}]},
-        },
-    },
-}
 
 
 async def test_a_control_plane_machine_boots_registers_heartbeats_and_fails_on_demand(

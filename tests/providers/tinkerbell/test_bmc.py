@@ -152,11 +152,15 @@ async def test_check_finds_each_system_by_its_mac(redfish: Emulator, bmcs: BMCs)
     assert infos == [SystemInfo(s.name, s.uuid, redfish.power_state(s.name)) for s in redfish.systems]
 
 
-async def test_the_only_system_of_a_bmc_is_the_hardwares(bmcs: BMCs) -> None:
+async def test_the_only_system_of_a_bmc_is_not_taken_for_another_mac(bmcs: BMCs) -> None:
+    """A BMC's lone system that reports another MAC is another server (a copy-pasted bmc_ip): it
+    is never the hardware's, so a boot of one server cannot reset the other."""
     with start([FakeSystem("lone", "52:54:00:00:02:01")]) as emulator:
-        # The BMC reports another MAC than the Hardware's (a NIC it does not list): its only system.
-        info = await bmcs.check(endpoint(emulator, "lone"), "52:54:00:ff:ff:ff")
-    assert info.name == "lone"
+        assert (await bmcs.check(endpoint(emulator, "lone"), "52:54:00:00:02:01")).name == "lone"
+        with pytest.raises(BMCError) as caught:
+            await bmcs.check(endpoint(emulator, "lone"), "52:54:00:ff:ff:ff")
+    assert caught.value.reason == SYSTEM_NOT_FOUND
+    assert "52:54:00:00:02:01" in caught.value.message
 
 
 async def test_an_unknown_mac_lists_the_macs_the_bmc_has(redfish: Emulator, bmcs: BMCs) -> None:

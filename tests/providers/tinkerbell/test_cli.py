@@ -28,25 +28,13 @@ import pytest
 import yaml
 
 from anywhere.api.capi.tinkerbell import HARDWARE_OWNER_NAME_LABEL
-from tests.conftest import kubectl_json
+from tests.conftest import kubectl_json, run_anywhere
 from tests.providers.tinkerbell.spec import ROLES, write_csv, write_spec
 from tests.redfish import Emulator
 
-CLI_TIMEOUT = 900  # a bound on a hung command, not an expectation
-
 
 def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = dict(os.environ)
-    environment.pop("KUBECONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "anywhere", *args],
-        cwd=folder,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
+    return run_anywhere(folder, *args)
 
 
 def hardware(kubeconfig: Path) -> dict[str, dict[str, Any]]:

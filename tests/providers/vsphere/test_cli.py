@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from anywhere.providers.vsphere.vm import CLUSTER_KEY
-from tests.conftest import kubectl_json
+from tests.conftest import kubectl_json, run_anywhere
 from tests.providers.vsphere.spec import TEMPLATES, documents, write
 from tests.vcsim import Vcsim, attached_tags, connect, vms_with_extra_config
 
@@ -33,18 +33,8 @@ CLI_TIMEOUT = 600  # a bound on a hung command, not an expectation
 def cli(
     folder: Path, v: Vcsim, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "EKSA_VSPHERE_USERNAME": v.username, "EKSA_VSPHERE_PASSWORD": v.password}
-    environment.pop("KUBECONFIG", None)
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "anywhere", *args],
-        cwd=folder,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
+    credentials = {"EKSA_VSPHERE_USERNAME": v.username, "EKSA_VSPHERE_PASSWORD": v.password}
+    return run_anywhere(folder, *args, env={**credentials, **(env or {})}, timeout=CLI_TIMEOUT)
 
 
 def marked_vms(v: Vcsim, name: str) -> set[str]:

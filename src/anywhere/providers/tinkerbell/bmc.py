@@ -423,7 +423,8 @@ class BMCs:
         root.connector.close()
 
     def _system(self, root: Any, endpoint: BMCEndpoint, mac: str) -> Any:
-        """The system with an EthernetInterface of this MAC, or the service's only system."""
+        """The system with an EthernetInterface of this MAC, or the service's only system when it
+        reports no MAC at all (one that reports others is another server: never reset by mistake)."""
         wanted = _normal_mac(mac)
         cached = (endpoint.address, wanted)
         path = self._paths.get(cached)
@@ -442,7 +443,8 @@ class BMCs:
                 self._paths[(endpoint.address, each)] = path
             if wanted in macs:
                 return system
-        if len(members) == 1 and system is not None:
+        if len(members) == 1 and system is not None and not seen[members[0]]:
+            # A lone system that reports no NIC cannot be told apart, nor be another server's.
             self._paths[cached] = members[0]
             return system
         known = sorted({each for macs in seen.values() for each in macs})

@@ -49,12 +49,14 @@ from anywhere.controllers.resources import (
     TINKERBELL_CLUSTERS,
     TINKERBELL_MACHINES,
 )
+from anywhere.providers.retries import without_attempts
 from anywhere.providers.sim.served import ServedClusterController
 from anywhere.providers.tinkerbell import pool as hw
 from anywhere.providers.tinkerbell.bmc import BMC_REASONS
 from anywhere.providers.tinkerbell.dhcp import (
     DHCPConfigError,
     DHCPSettings,
+    DnsmasqUnavailableError,
     check_dnsmasq,
     render_dnsmasq,
     reservation_of,
@@ -70,6 +72,8 @@ Obj = dict[str, Any]
 FINALIZER: Final = "tinkerbellcluster.infrastructure.cluster.x-k8s.io"
 DHCP_CONFIGURED: Final = "DHCPConfigured"
 BMC_ERROR: Final = "BMCError"
+# How soon to try dnsmasq again when it could not be run.
+DNSMASQ_RETRY: Final = 30.0
 # A machine's deletion powers its server off first, which the BMC applies within seconds.
 MACHINES_GONE_POLL: Final = 1.0
 
@@ -111,13 +115,21 @@ class TinkerbellClusterController(ServedClusterController):
         try:
             await self._dhcp(key, obj, cluster_name)
         except (DHCPConfigError, ValueError) as exc:
-            message = f"dnsmasq refuses the DHCP configuration of cluster {cluster_name}: {exc}"
-            set_false(status, DHCP_CONFIGURED, "DHCPConfigInvalid", message, ERROR)
+            # dnsmasq that cannot run may come back (installed, less busy): look again; a refused
+            # configuration changes only with the hardware, whose changes bring the cluster back.
+            unavailable = isinstance(exc, DnsmasqUnavailableError)
+            reason = "DnsmasqUnavailable" if unavailable else "DHCPConfigInvalid"
+            message = (
+                str(exc)
+                if isinstance(exc, DHCPConfigError)
+                else f"the DHCP configuration cannot be made: {exc}"
+            )
+            set_false(status, DHCP_CONFIGURED, reason, message, ERROR)
             if not status.get("ready"):
-                set_false(status, READY, "DHCPConfigInvalid", message, ERROR)
+                set_false(status, READY, reason, message, ERROR)
             await write_status(self.ctx.client, TINKERBELL_CLUSTERS, obj, status)
             log.warning("cluster %s: %s", key, message)
-            return None  # a Hardware change renders it again
+            return Result(requeue_after=DNSMASQ_RETRY) if unavailable else None
         set_true(status, DHCP_CONFIGURED)
         return await self.served.serve_and_report(obj, TINKERBELL_CLUSTERS, status)
 
@@ -128,7 +140,8 @@ class TinkerbellClusterController(ServedClusterController):
             ready = get_condition(machine, READY) or {}
             if ready.get("status") == "False" and ready.get("reason") in BMC_REASONS:
                 hardware = (machine.get("spec") or {}).get("hardwareName") or "?"
-                failing.append(f"machine {name_of(machine)} (hardware {hardware}): {ready.get('message')}")
+                message = without_attempts(str(ready.get("message") or ""))  # stable across attempts
+                failing.append(f"machine {name_of(machine)} (hardware {hardware}): {message}")
         if failing:
             status["failureReason"] = BMC_ERROR
             status["failureMessage"] = "; ".join(failing)

@@ -46,6 +46,7 @@ __all__ = [
     "DHCPConfigError",
     "DHCPSettings",
     "DnsmasqNotInstalledError",
+    "DnsmasqUnavailableError",
     "Reservation",
     "check_dnsmasq",
     "render_dnsmasq",
@@ -89,7 +90,11 @@ class DHCPConfigError(Exception):
     """dnsmasq refuses the configuration, or cannot be run to check it; the message says which."""
 
 
-class DnsmasqNotInstalledError(DHCPConfigError):
+class DnsmasqUnavailableError(DHCPConfigError):
+    """dnsmasq could not be run to check the configuration (which may be fine): worth trying again."""
+
+
+class DnsmasqNotInstalledError(DnsmasqUnavailableError):
     """The dnsmasq binary is not on this host."""
 
 
@@ -325,14 +330,16 @@ async def check_dnsmasq(conf: str) -> None:
                 stderr=asyncio.subprocess.PIPE,
             )
         except OSError as exc:
-            raise DHCPConfigError(f"cannot run {binary} to check the DHCP configuration: {exc}") from None
+            raise DnsmasqUnavailableError(
+                f"cannot run {binary} to check the DHCP configuration: {exc}"
+            ) from None
         try:
             out, err = await asyncio.wait_for(proc.communicate(), _CHECK_TIMEOUT_SECONDS)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            raise DHCPConfigError(
+            raise DnsmasqUnavailableError(
                 f"dnsmasq --test did not finish within {_CHECK_TIMEOUT_SECONDS:g}s checking the DHCP configuration"
             ) from None
         if proc.returncode != 0:

@@ -50,6 +50,7 @@ from typing import Any, Final
 import yaml
 
 from anywhere.api.capi import CLUSTER_NAME_LABEL
+from anywhere.api.capi.tinkerbell import HARDWARE_OWNER_NAME_LABEL, HARDWARE_OWNER_NAMESPACE_LABEL
 from anywhere.api.infra.hardware import describe_affinity, pick_hardware
 from anywhere.controllers.conditions import ERROR, READY, WARNING, now, set_false
 from anywhere.controllers.context import Context
@@ -77,7 +78,16 @@ from anywhere.providers.guest_machines import GuestMachineController, MachineInp
 from anywhere.providers.kubelet import node_addresses
 from anywhere.providers.sim.guest import SimulatedGuest
 from anywhere.providers.tinkerbell import pool as hw
-from anywhere.providers.tinkerbell.bmc import OFF, ON, BMCError, BMCs, auth_secret_ref, endpoint_of
+from anywhere.providers.tinkerbell.bmc import (
+    OFF,
+    ON,
+    BMCEndpoint,
+    BMCError,
+    BMCs,
+    auth_secret_ref,
+    endpoint_of,
+    power_reached,
+)
 from anywhere.providers.tinkerbell.bmc import TIMEOUT as BMC_TIMEOUT
 from anywhere.providers.tinkerbell.dhcp import reserved_macs
 from anywhere.providers.tinkerbell.names import BMC_USER_ERRORS, dhcp_config_name
@@ -186,10 +196,9 @@ class TinkerbellMachineController(GuestMachineController):
             message = f"waiting for bootstrap data Secret {inputs.data_secret}"
             await self.waiting(obj, "WaitingForBootstrapData", message)
             return None
-        hardware = await self._hardware(key, obj, user_data)
+        obj, hardware = await self._hardware(key, obj, user_data)
         if hardware is None:
             return None
-        obj = self.machines.get(key) or obj
         status = obj.get("status") or {}
         if status.get("ready") and (obj.get("spec") or {}).get("providerID"):
             return await self._provisioned(key, obj, inputs, hardware)
@@ -226,31 +235,43 @@ class TinkerbellMachineController(GuestMachineController):
             return None
         return base64.b64decode(str((secret.get("data") or {}).get("value") or "")).decode()
 
-    async def _hardware(self, key: str, obj: Obj, user_data: str) -> Obj | None:
-        """The hardware this machine holds (claimed now if need be); None while there is none.
+    async def _hardware(self, key: str, obj: Obj, user_data: str) -> tuple[Obj, Obj | None]:
+        """The machine (as written) and the hardware it holds, claimed now if need be (None while
+        there is none to claim).
 
-        Claiming gives the hardware the machine's bootstrap data as ``spec.userData``, which
-        Tinkerbell's metadata service hands the installed OS on its first boot."""
+        What the machine holds is asked of the API, not the cache, whenever the cache shows nothing:
+        a claim the cache does not show yet must not lead to a second one. Claiming gives the
+        hardware the machine's bootstrap data as ``spec.userData``, which Tinkerbell's metadata
+        service hands the installed OS on its first boot."""
         namespace, name = namespace_of(obj), name_of(obj)
         candidates = [h for h in self.hardware.list() if namespace_of(h) == namespace]
         held = hw.owned_by(candidates, namespace, name)
+        if held is None:
+            from_api = await self._held(namespace, name)
+            held = from_api[0] if from_api else None
         if held is None:
             affinity = (obj.get("spec") or {}).get("hardwareAffinity") or {}
             pool = hw.free(candidates)
             chosen = pick_hardware(affinity, [(name_of(h), labels_of(h)) for h in pool])
             if chosen is None:
                 await self._no_hardware(obj, affinity, candidates)
-                return None
+                return obj, None
             picked = next(h for h in pool if name_of(h) == chosen)
             held = await patch_at_version(
                 self.ctx.client, HARDWARE, picked, hw.claim_patch(picked, namespace, name, user_data)
             )
             self.log.info("machine %s: claimed hardware %s (%s)", key, chosen, hw.mac_of(held))
         if (obj.get("spec") or {}).get("hardwareName") != name_of(held):
-            await patch_at_version(
+            obj = await patch_at_version(
                 self.ctx.client, TINKERBELL_MACHINES, obj, {"spec": {"hardwareName": name_of(held)}}
             )
-        return held
+        return obj, held
+
+    async def _held(self, namespace: str, name: str) -> list[Obj]:
+        """The hardware TinkerbellMachine ``namespace/name`` holds, as the API (not the cache) has it."""
+        selector = f"{HARDWARE_OWNER_NAME_LABEL}={name},{HARDWARE_OWNER_NAMESPACE_LABEL}={namespace}"
+        listed = await self.ctx.client.list(HARDWARE, namespace, label_selector=selector)
+        return sorted(listed.get("items") or [], key=name_of)
 
     async def _no_hardware(self, obj: Obj, affinity: Obj, candidates: list[Obj]) -> None:
         matching = [h for h in candidates if pick_hardware(affinity, [(name_of(h), labels_of(h))])]
@@ -322,42 +343,46 @@ class TinkerbellMachineController(GuestMachineController):
     # -- phase 4: boot -------------------------------------------------------------------------------
 
     async def _boot(self, key: str, obj: Obj, hardware: Obj) -> Result | None:
+        """Netboot the server once: the request is recorded (``status.bootRequested``) before the
+        BMC is asked, so neither a conflict nor a crash makes a second reset of a server already in
+        PXE; then its power is polled until on, after which only the workflow is waited for."""
         endpoint = endpoint_of(hardware, self._secret_of(hardware))
         mac = hw.mac_of(hardware)
         status = copy.deepcopy(obj.get("status") or {})
         requested = status.get("bootRequested")
-        if requested and _age(requested) < BOOT_TIMEOUT:
+        if requested:
             power = await self.bmcs.power_state(endpoint, mac)
             self.retries.succeeded(key)
-            if power == ON:
-                await self.waiting(
-                    obj,
-                    "Provisioning",
-                    f"server {name_of(hardware)} netbooted; waiting for its workflow to finish",
-                )
+            if power_reached(power, ON):
+                message = f"server {name_of(hardware)} netbooted; waiting for its workflow to finish"
+                await self.waiting(obj, "Provisioning", message)
                 return None  # the workflow's progress brings the machine back
-            await self.waiting(
-                obj,
-                "PoweringOn",
-                f"waiting for the BMC of {name_of(hardware)} to report power on (is {power})",
-            )
-            return Result(requeue_after=POWER_POLL)
-        if requested:
-            raise BMCError(
+            if _age(requested) < BOOT_TIMEOUT:
+                message = f"waiting for the BMC of {name_of(hardware)} to report power on (is {power})"
+                await self.waiting(obj, "PoweringOn", message)
+                return Result(requeue_after=POWER_POLL)
+            status.pop("bootRequested")  # asked again on the next attempt
+            timeout = BMCError(
                 BMC_TIMEOUT,
-                f"the BMC of hardware {name_of(hardware)} ({endpoint.host}) did not report power on within "
-                f"{BOOT_TIMEOUT:.0f}s of the boot request",
+                f"{endpoint.describe()} did not report power on within {BOOT_TIMEOUT:.0f}s of the boot "
+                f"request (it reports {power})",
             )
-        await self.bmcs.set_pxe_once(endpoint, mac)
-        power = await self.bmcs.power_state(endpoint, mac)
-        if power == ON:
-            await self.bmcs.power_cycle(endpoint, mac)
-        else:
-            await self.bmcs.power_on(endpoint, mac)
-        self.retries.succeeded(key)
+            return await self.failed(key, obj, timeout, status)
         status["bootRequested"] = now()
         set_false(status, READY, "PoweringOn", f"PXE boot of {name_of(hardware)} requested over Redfish")
-        await write_status(self.ctx.client, TINKERBELL_MACHINES, obj, status)
+        obj = await write_status(self.ctx.client, TINKERBELL_MACHINES, obj, status)
+        try:
+            await self.bmcs.set_pxe_once(endpoint, mac)
+            power = await self.bmcs.power_state(endpoint, mac)
+            if power_reached(power, OFF):
+                await self.bmcs.power_on(endpoint, mac)
+            else:
+                await self.bmcs.power_cycle(endpoint, mac)
+        except BMCError as exc:
+            status = copy.deepcopy(obj.get("status") or {})
+            status.pop("bootRequested", None)
+            return await self.failed(key, obj, exc, status)
+        self.retries.succeeded(key)
         self.log.info("machine %s: netbooting hardware %s (was %s)", key, name_of(hardware), power)
         return Result(requeue_after=POWER_POLL)
 
@@ -388,7 +413,7 @@ class TinkerbellMachineController(GuestMachineController):
             endpoint = endpoint_of(hardware, self._secret_of(hardware))
             power = await self.bmcs.power_state(endpoint, hw.mac_of(hardware))
             self.retries.succeeded(key)
-            if power != ON:
+            if power_reached(power, OFF):  # a transient reading (PoweringOn, a BMC reset) is not
                 message = (
                     f"server {name_of(hardware)} was powered off outside of anywhere (BMC reports {power})"
                 )
@@ -404,29 +429,29 @@ class TinkerbellMachineController(GuestMachineController):
     # -- deletion ------------------------------------------------------------------------------------
 
     async def delete(self, key: str, obj: Obj, cluster: Obj | None, capi: Obj | None) -> Result | None:
+        """Power off every server the machine holds (as the API has it) and wait for the BMCs to say
+        so; then remove the workflow and return the hardware to the pool. Hardware without a BMC is
+        returned as it is: it was powered by hand."""
         namespace, name = namespace_of(obj), name_of(obj)
-        hardware = hw.owned_by(
-            (h for h in self.hardware.list() if namespace_of(h) == namespace), namespace, name
-        )
-        if hardware is not None:
+        held = await self._held(namespace, name)
+        powering_off = False
+        for hardware in held:
+            if not hw.has_bmc(hardware):
+                self.log.warning(
+                    "machine %s: hardware %s has no BMC; power it off by hand", key, name_of(hardware)
+                )
+                continue
             endpoint = endpoint_of(hardware, self._secret_of(hardware))
             mac = hw.mac_of(hardware)
-            power = await self.bmcs.power_state(endpoint, mac)
-            if power != OFF:
-                status = copy.deepcopy(obj.get("status") or {})
-                requested = status.get("powerOffRequested")
-                if not requested or _age(requested) >= BOOT_TIMEOUT:
-                    await self.bmcs.power_off(endpoint, mac)
-                    status["powerOffRequested"] = now()
-                    set_false(status, READY, "Deprovisioning", f"powering off server {name_of(hardware)}")
-                    await write_status(self.ctx.client, TINKERBELL_MACHINES, obj, status)
-                    self.log.info("machine %s: powering off hardware %s", key, name_of(hardware))
-                self.retries.succeeded(key)
-                return Result(requeue_after=POWER_POLL)
-            self.retries.succeeded(key)
+            if not power_reached(await self.bmcs.power_state(endpoint, mac), OFF):
+                powering_off = True
+                await self._power_off(key, obj, hardware, endpoint, mac)
+        self.retries.succeeded(key)
+        if powering_off:
+            return Result(requeue_after=POWER_POLL)
         with contextlib.suppress(NotFoundError):
             await self.ctx.client.delete(WORKFLOWS, name, namespace)
-        if hardware is not None:
+        for hardware in held:
             await patch_at_version(self.ctx.client, HARDWARE, hardware, hw.release_patch(hardware))
             self.log.info(
                 "machine %s: hardware %s powered off and returned to the pool", key, name_of(hardware)
@@ -434,6 +459,19 @@ class TinkerbellMachineController(GuestMachineController):
         await self.stop_guest(key, obj, cluster, capi)
         await remove_finalizer(self.ctx.client, TINKERBELL_MACHINES, obj, FINALIZER)
         return None
+
+    async def _power_off(self, key: str, obj: Obj, hardware: Obj, endpoint: BMCEndpoint, mac: str) -> None:
+        """Ask for power off once (again after :data:`BOOT_TIMEOUT` without effect), recorded first."""
+        current = self.machines.get(key) or obj
+        status = copy.deepcopy(current.get("status") or {})
+        requested = status.get("powerOffRequested")
+        if requested and _age(requested) < BOOT_TIMEOUT:
+            return
+        status["powerOffRequested"] = now()
+        set_false(status, READY, "Deprovisioning", f"powering off server {name_of(hardware)}")
+        await write_status(self.ctx.client, TINKERBELL_MACHINES, current, status)
+        await self.bmcs.power_off(endpoint, mac)
+        self.log.info("machine %s: powering off hardware %s", key, name_of(hardware))
 
 
 def controller(ctx: Context, bmcs: BMCs, *, workers: int = 4) -> TinkerbellMachineController:

@@ -19,6 +19,7 @@ __all__ = [
     "address_of",
     "claim_patch",
     "free",
+    "has_bmc",
     "interface_of",
     "mac_of",
     "owned_by",
@@ -57,13 +58,18 @@ def owned_by(hardware: Iterable[Obj], namespace: str, machine: str) -> Obj | Non
     return next((h for h in hardware if owner_of(h) == (namespace, machine)), None)
 
 
+def has_bmc(hardware: Obj) -> bool:
+    """Whether the hardware's BMC is known: without one anywhere cannot netboot it."""
+    return bool(((hardware.get("spec") or {}).get("bmc") or {}).get("host"))
+
+
 def free(hardware: Iterable[Obj]) -> list[Obj]:
-    """The pool: hardware no machine holds and no one is deleting, by name."""
+    """The pool: hardware with a BMC that no machine holds and no one is deleting, by name."""
     return sorted(
         (
             h
             for h in hardware
-            if owner_of(h) is None and not (h.get("metadata") or {}).get("deletionTimestamp")
+            if owner_of(h) is None and has_bmc(h) and not (h.get("metadata") or {}).get("deletionTimestamp")
         ),
         key=name_of,
     )

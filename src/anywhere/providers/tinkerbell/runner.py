@@ -6,7 +6,8 @@ network and cloud-init configuration, reboot) and reports each to Tinkerbell. No
 here — the Redfish emulator has power switches, not CPUs — so this controller plays tink-worker.
 
 It is strict about when a server could have booted, so that provisioning only completes when the
-provider did its part: a Workflow runs only while its hardware may netboot and run workflows
+provider did its part: a Workflow runs only once its machine asked the BMC for a netboot (its
+``status.bootRequested``, no older than the workflow), while its hardware may netboot and run workflows
 (``netboot.allowPXE`` and ``allowWorkflow``), holds the machine's bootstrap data (``userData``),
 has its MAC reserved in its cluster's DHCP configuration, and its BMC reports the server powered
 on. Then the actions succeed one per step (:func:`~anywhere.providers.tinkerbell.workflow.run_next_action`),
@@ -21,8 +22,8 @@ from typing import Any
 from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.controllers.conditions import now
 from anywhere.controllers.context import Context
-from anywhere.controllers.objects import labels_of, name_of, namespace_of, write_status
-from anywhere.controllers.resources import CONFIGMAPS, HARDWARE, SECRETS, WORKFLOWS
+from anywhere.controllers.objects import labels_of, name_of, namespace_of, parse_time, write_status
+from anywhere.controllers.resources import CONFIGMAPS, HARDWARE, SECRETS, TINKERBELL_MACHINES, WORKFLOWS
 from anywhere.providers.tinkerbell import pool as hw
 from anywhere.providers.tinkerbell.bmc import ON, BMCError, BMCs, auth_secret_ref, endpoint_of
 from anywhere.providers.tinkerbell.dhcp import reserved_macs
@@ -50,8 +51,10 @@ class WorkflowRunner(Controller):
         self.hardware = ctx.manager.informer(HARDWARE)
         self.secrets = ctx.manager.informer(SECRETS)
         self.configmaps = ctx.manager.informer(CONFIGMAPS)
+        self.machines = ctx.manager.informer(TINKERBELL_MACHINES)
         self.watch(WORKFLOWS, enqueue_self)
         self.watch(HARDWARE, enqueue_mapped(self._workflow_of_hardware))
+        self.watch(TINKERBELL_MACHINES, enqueue_mapped(lambda m: [f"{namespace_of(m)}/{name_of(m)}"]))
 
     def _workflow_of_hardware(self, hardware: Obj) -> list[str]:
         owner = hw.owner_of(hardware)
@@ -82,6 +85,11 @@ class WorkflowRunner(Controller):
 
     async def _netbooted(self, workflow: Obj, hardware: Obj) -> bool:
         """Whether the server could be running HookOS now (see the module doc)."""
+        machine = self.machines.get(f"{namespace_of(workflow)}/{name_of(workflow)}") or {}
+        asked = parse_time((machine.get("status") or {}).get("bootRequested"))
+        created = parse_time((workflow.get("metadata") or {}).get("creationTimestamp"))
+        if asked is None or (created is not None and asked < created - 1):
+            return False  # a server already on was not netbooted into this workflow
         interfaces = (hardware.get("spec") or {}).get("interfaces") or [{}]
         netboot = interfaces[0].get("netboot") or {}
         if not (netboot.get("allowPXE") and netboot.get("allowWorkflow")):
