@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import importlib
 import logging
 import os
@@ -1118,6 +1119,9 @@ async def wait_until_ready(
                         f"cluster {goal.name} was deleted from namespace {goal.namespace} while waiting for it"
                     )
                 snap = snapshot(cluster, view.machines.values())
+                if snap.failure and observed_generation(cluster) < goal.generation:
+                    # A verdict on an earlier generation (or on objects applied halfway): not shown.
+                    snap = dataclasses.replace(snap, failure=None)
                 progress.update(snap, now - start)
                 if settled(cluster, goal.generation):
                     return cluster
