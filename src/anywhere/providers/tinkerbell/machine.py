@@ -14,9 +14,10 @@ through small, level-triggered phases, each reading the API (and the BMC) afresh
 3. **DHCP**: the hardware's MAC must be reserved in its cluster's dnsmasq configuration (written
    by the TinkerbellCluster controller from the hardware its machines hold) before the server is
    booted, or it would PXE boot into nothing;
-4. **boot**: over Redfish, a one-time PXE boot is set and the server powered on (power-cycled if
-   it was on); ``status.bootRequested`` records when, and the power state is polled until the BMC
-   reports it on (:data:`BOOT_TIMEOUT` later the request is made again, as a failed attempt);
+4. **boot**: ``status.bootRequested`` is written first (so neither a conflict nor a crash resets a
+   server twice), then over Redfish a one-time PXE boot is set and the server powered on
+   (power-cycled if it was on), and its power state is polled until the BMC reports it on
+   (:data:`BOOT_TIMEOUT` later the request is made again, as a failed attempt);
 5. **workflow runs**: the netbooted server runs the workflow (stream the OS image, write its
    configuration, reboot). No server boots here: :mod:`~anywhere.providers.tinkerbell.runner`
    plays its tink-worker;
@@ -51,7 +52,7 @@ import yaml
 
 from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.api.capi.tinkerbell import HARDWARE_OWNER_NAME_LABEL, HARDWARE_OWNER_NAMESPACE_LABEL
-from anywhere.api.infra.hardware import describe_affinity, pick_hardware
+from anywhere.api.infra.hardware import affinity_score, describe_affinity, pick_hardware
 from anywhere.controllers.conditions import ERROR, READY, WARNING, now, set_false
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
@@ -274,7 +275,7 @@ class TinkerbellMachineController(GuestMachineController):
         return sorted(listed.get("items") or [], key=name_of)
 
     async def _no_hardware(self, obj: Obj, affinity: Obj, candidates: list[Obj]) -> None:
-        matching = [h for h in candidates if pick_hardware(affinity, [(name_of(h), labels_of(h))])]
+        matching = [h for h in candidates if affinity_score(affinity, labels_of(h)) is not None]
         held = ", ".join(
             f"{name_of(h)} by {'/'.join(o)}" for h in matching if (o := hw.owner_of(h)) is not None
         )
