@@ -369,8 +369,9 @@ class TinkerbellMachineController(GuestMachineController):
                 f"request (it reports {power})",
             )
             return await self.failed(key, obj, timeout, status)
+        # Its condition is left as it is (a failure of the last attempt stays until this one is
+        # through), so that the cluster's failure does not flicker on every retry.
         status["bootRequested"] = now()
-        set_false(status, READY, "PoweringOn", f"PXE boot of {name_of(hardware)} requested over Redfish")
         obj = await write_status(self.ctx.client, TINKERBELL_MACHINES, obj, status)
         try:
             await self.bmcs.set_pxe_once(endpoint, mac)
@@ -384,6 +385,7 @@ class TinkerbellMachineController(GuestMachineController):
             status.pop("bootRequested", None)
             return await self.failed(key, obj, exc, status)
         self.retries.succeeded(key)
+        await self.waiting(obj, "PoweringOn", f"PXE boot of {name_of(hardware)} requested over Redfish")
         self.log.info("machine %s: netbooting hardware %s (was %s)", key, name_of(hardware), power)
         return Result(requeue_after=POWER_POLL)
 
