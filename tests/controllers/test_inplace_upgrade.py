@@ -269,6 +269,23 @@ class Tracker:
         self._on_node(kind, obj)
         self.changed.set()
 
+    def sync_machines(self, items: list[Obj]) -> None:
+        """A fresh listing after a broken watch, taken whole: applied item by item, a stale entry
+        next to a fresh one would count two machines at once that never were."""
+        fresh = {m["metadata"]["name"]: m for m in items if not m["metadata"].get("deletionTimestamp")}
+        if self.started:
+            self.deleted |= set(self.machines) - set(fresh)
+            self.created |= set(fresh) - set(self.machines)
+        self.machines = fresh
+        self._count_machines()
+        self.changed.set()
+
+    def sync_nodes(self, items: list[Obj]) -> None:
+        """A fresh listing of the Nodes after a broken watch, taken whole (see :meth:`sync_machines`)."""
+        self.nodes = {n["metadata"]["name"]: n for n in items}
+        self._count_nodes()
+        self.changed.set()
+
     def _on_machine(self, kind: str, obj: Obj) -> None:
         name = obj["metadata"]["name"]
         if kind == "DELETED" or obj["metadata"].get("deletionTimestamp"):
@@ -279,6 +296,9 @@ class Tracker:
         if self.started and name not in self.machines:
             self.created.add(name)
         self.machines[name] = obj
+        self._count_machines()
+
+    def _count_machines(self) -> None:
         asked = [n for n, m in self.machines.items() if inplace.in_flight(m)]
         self.annotated_at_once = max(self.annotated_at_once, len(asked))
         for n in asked:
@@ -291,13 +311,20 @@ class Tracker:
             self.nodes.pop(name, None)
             return
         self.nodes[name] = obj
+        self._count_nodes()
+
+    def _count_nodes(self) -> None:
         cordoned = [n for n, node in self.nodes.items() if (node.get("spec") or {}).get("unschedulable")]
         self.cordoned |= set(cordoned)
         self.cordoned_at_once = max(self.cordoned_at_once, len(cordoned))
 
 
 async def follow(
-    connect: Callable[[], Any], resource: Resource, namespace: str | None, apply: Callable[[str, Obj], None]
+    connect: Callable[[], Any],
+    resource: Resource,
+    namespace: str | None,
+    apply: Callable[[str, Obj], None],
+    sync: Callable[[list[Obj]], None],
 ) -> None:
     """Apply every event of ``resource`` to ``apply``; after a broken stream (the workload API is
     served by the plane, which the test restarts) list again and go on."""
@@ -305,8 +332,7 @@ async def follow(
         try:
             api: Client = await connect()
             listing = await api.list(resource, namespace)
-            for item in listing["items"]:
-                apply("MODIFIED", item)
+            sync(list(listing["items"]))
             version = listing["metadata"]["resourceVersion"]
             while True:
                 async with api.watch(
@@ -335,8 +361,10 @@ async def tracking(context: Context, client: Client, namespace: str) -> AsyncIte
         return await context.clusters.client(namespace, CLUSTER)
 
     tasks = [
-        asyncio.create_task(follow(management, MACHINES, namespace, tracker.on_machine)),
-        asyncio.create_task(follow(workload, NODES, None, tracker.on_node)),
+        asyncio.create_task(
+            follow(management, MACHINES, namespace, tracker.on_machine, tracker.sync_machines)
+        ),
+        asyncio.create_task(follow(workload, NODES, None, tracker.on_node, tracker.sync_nodes)),
     ]
     try:
         yield tracker
