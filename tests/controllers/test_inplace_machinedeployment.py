@@ -123,7 +123,9 @@ async def test_a_move_cut_short_by_a_crash_is_finished_without_making_or_deletin
     async def management() -> Client:
         return client
 
-    watching = asyncio.create_task(follow(management, MACHINES, namespace, tracker.on_machine))
+    watching = asyncio.create_task(
+        follow(management, MACHINES, namespace, tracker.on_machine, tracker.sync_machines)
+    )
     await tracker.wait_for(lambda: len(tracker.machines) == 2)
     tracker.started = True
     async with running(context, controllers(context)):
