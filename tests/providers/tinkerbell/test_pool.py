@@ -56,6 +56,8 @@ def test_claim_then_release_returns_the_hardware_as_it_was() -> None:
     claimed = merge_patch(copy.deepcopy(free), pool.claim_patch(free, "eksa-system", "m1", "#cloud-config"))
     assert pool.owner_of(claimed) == ("eksa-system", "m1")
     assert claimed["spec"]["interfaces"][0]["netboot"] == {"allowPXE": True, "allowWorkflow": True}
+    assert pool.netboot_allowed(claimed)
+    assert not pool.netboot_allowed(free)
     assert claimed["spec"]["userData"] == "#cloud-config"
     assert pool.mac_of(claimed) == "52:54:00:aa:00:01"
     assert pool.address_of(claimed) == "10.0.0.5"

@@ -61,7 +61,7 @@ from anywhere.providers.tinkerbell.dhcp import (
     render_dnsmasq,
     reservation_of,
 )
-from anywhere.providers.tinkerbell.names import dhcp_config_name
+from anywhere.providers.tinkerbell.names import DHCP_CONFIG_KEY, dhcp_config_name
 from anywhere.runtime import NotFoundError, Result, enqueue_mapped, split_key
 
 __all__ = ["BMC_ERROR", "DHCP_CONFIGURED", "FINALIZER", "TinkerbellClusterController", "controller"]
@@ -164,7 +164,7 @@ class TinkerbellClusterController(ServedClusterController):
         conf = render_dnsmasq([reservation_of(h) for h in held], settings)
         name = dhcp_config_name(cluster_name)
         current = self.configmaps.get(f"{namespace}/{name}")
-        if ((current or {}).get("data") or {}).get("dnsmasq.conf") == conf:
+        if ((current or {}).get("data") or {}).get(DHCP_CONFIG_KEY) == conf:
             return
         if self._last_checked.get(key) != conf:
             await check_dnsmasq(conf)
@@ -178,7 +178,7 @@ class TinkerbellClusterController(ServedClusterController):
                 "labels": {CLUSTER_NAME_LABEL: cluster_name},
                 "ownerReferences": [owner_reference(obj)],
             },
-            "data": {"dnsmasq.conf": conf},
+            "data": {DHCP_CONFIG_KEY: conf},
         }
         await create_or_patch(self.ctx.client, CONFIGMAPS, desired, current)
         log.info("cluster %s: DHCP configuration written with %d reservation(s)", key, len(held))

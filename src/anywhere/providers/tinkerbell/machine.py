@@ -86,12 +86,10 @@ from anywhere.providers.tinkerbell.bmc import (
     BMCError,
     BMCs,
     auth_secret_ref,
-    endpoint_of,
     power_reached,
 )
 from anywhere.providers.tinkerbell.bmc import TIMEOUT as BMC_TIMEOUT
-from anywhere.providers.tinkerbell.dhcp import reserved_macs
-from anywhere.providers.tinkerbell.names import BMC_USER_ERRORS, dhcp_config_name
+from anywhere.providers.tinkerbell.names import BMC_USER_ERRORS, bmc_endpoint, dhcp_config_name, dhcp_reserves
 from anywhere.providers.tinkerbell.workflow import (
     STATE_FAILED,
     STATE_SUCCESS,
@@ -216,8 +214,7 @@ class TinkerbellMachineController(GuestMachineController):
             return None
 
         mac = hw.mac_of(hardware)
-        dhcp = self.configmaps.get(f"{namespace_of(obj)}/{dhcp_config_name(inputs.cluster_name)}")
-        if mac not in reserved_macs(str(((dhcp or {}).get("data") or {}).get("dnsmasq.conf") or "")):
+        if not dhcp_reserves(self.configmaps, namespace_of(obj), inputs.cluster_name, mac):
             await self.waiting(
                 obj,
                 "WaitingForDHCPReservation",
@@ -347,7 +344,7 @@ class TinkerbellMachineController(GuestMachineController):
         """Netboot the server once: the request is recorded (``status.bootRequested``) before the
         BMC is asked, so neither a conflict nor a crash makes a second reset of a server already in
         PXE; then its power is polled until on, after which only the workflow is waited for."""
-        endpoint = endpoint_of(hardware, self._secret_of(hardware))
+        endpoint = bmc_endpoint(self.secrets, hardware)
         mac = hw.mac_of(hardware)
         status = copy.deepcopy(obj.get("status") or {})
         requested = status.get("bootRequested")
@@ -389,9 +386,6 @@ class TinkerbellMachineController(GuestMachineController):
         self.log.info("machine %s: netbooting hardware %s (was %s)", key, name_of(hardware), power)
         return Result(requeue_after=POWER_POLL)
 
-    def _secret_of(self, hardware: Obj) -> Obj | None:
-        return self.secrets.get("/".join(auth_secret_ref(hardware)))
-
     # -- phase 6: node -------------------------------------------------------------------------------
 
     async def _ready(self, key: str, obj: Obj, inputs: MachineInputs, hardware: Obj) -> Result | None:
@@ -413,7 +407,7 @@ class TinkerbellMachineController(GuestMachineController):
     async def _provisioned(self, key: str, obj: Obj, inputs: MachineInputs, hardware: Obj) -> Result | None:
         """A provisioned machine: its node's heartbeat, and now and then a look at its power."""
         if time.monotonic() - self._checked.get(key, 0.0) > POWER_CHECK_PERIOD:
-            endpoint = endpoint_of(hardware, self._secret_of(hardware))
+            endpoint = bmc_endpoint(self.secrets, hardware)
             power = await self.bmcs.power_state(endpoint, hw.mac_of(hardware))
             self.retries.succeeded(key)
             if power_reached(power, OFF):  # a transient reading (PoweringOn, a BMC reset) is not
@@ -444,7 +438,7 @@ class TinkerbellMachineController(GuestMachineController):
                     "machine %s: hardware %s has no BMC; power it off by hand", key, name_of(hardware)
                 )
                 continue
-            endpoint = endpoint_of(hardware, self._secret_of(hardware))
+            endpoint = bmc_endpoint(self.secrets, hardware)
             mac = hw.mac_of(hardware)
             if not power_reached(await self.bmcs.power_state(endpoint, mac), OFF):
                 powering_off = True

@@ -22,6 +22,7 @@ __all__ = [
     "has_bmc",
     "interface_of",
     "mac_of",
+    "netboot_allowed",
     "owned_by",
     "owner_of",
     "release_patch",
@@ -73,6 +74,12 @@ def free(hardware: Iterable[Obj]) -> list[Obj]:
         ),
         key=name_of,
     )
+
+
+def netboot_allowed(hardware: Obj) -> bool:
+    """Whether the hardware may netboot and run its workflow now (what :func:`claim_patch` allows)."""
+    netboot = (((hardware.get("spec") or {}).get("interfaces") or [{}])[0]).get("netboot") or {}
+    return bool(netboot.get("allowPXE") and netboot.get("allowWorkflow"))
 
 
 def _netboot(hardware: Obj, allowed: bool) -> list[Obj]:

@@ -25,9 +25,8 @@ from anywhere.controllers.context import Context
 from anywhere.controllers.objects import labels_of, name_of, namespace_of, parse_time, write_status
 from anywhere.controllers.resources import CONFIGMAPS, HARDWARE, SECRETS, TINKERBELL_MACHINES, WORKFLOWS
 from anywhere.providers.tinkerbell import pool as hw
-from anywhere.providers.tinkerbell.bmc import ON, BMCError, BMCs, auth_secret_ref, endpoint_of
-from anywhere.providers.tinkerbell.dhcp import reserved_macs
-from anywhere.providers.tinkerbell.names import dhcp_config_name
+from anywhere.providers.tinkerbell.bmc import ON, BMCError, BMCs
+from anywhere.providers.tinkerbell.names import bmc_endpoint, dhcp_reserves
 from anywhere.providers.tinkerbell.workflow import STATE_PENDING, STATE_RUNNING, run_next_action
 from anywhere.runtime import Controller, Result, enqueue_mapped, enqueue_self
 
@@ -90,21 +89,15 @@ class WorkflowRunner(Controller):
         created = parse_time((workflow.get("metadata") or {}).get("creationTimestamp"))
         if asked is None or (created is not None and asked < created - 1):
             return False  # a server already on was not netbooted into this workflow
-        interfaces = (hardware.get("spec") or {}).get("interfaces") or [{}]
-        netboot = interfaces[0].get("netboot") or {}
-        if not (netboot.get("allowPXE") and netboot.get("allowWorkflow")):
+        if not hw.netboot_allowed(hardware):
             return False
         if not (hardware.get("spec") or {}).get("userData"):
             return False
         cluster = labels_of(workflow).get(CLUSTER_NAME_LABEL, "")
-        dhcp = self.configmaps.get(f"{namespace_of(workflow)}/{dhcp_config_name(cluster)}")
-        if hw.mac_of(hardware) not in reserved_macs(
-            str(((dhcp or {}).get("data") or {}).get("dnsmasq.conf") or "")
-        ):
+        if not dhcp_reserves(self.configmaps, namespace_of(workflow), cluster, hw.mac_of(hardware)):
             return False
-        secret = self.secrets.get("/".join(auth_secret_ref(hardware)))
         try:
-            power = await self.bmcs.power_state(endpoint_of(hardware, secret), hw.mac_of(hardware))
+            power = await self.bmcs.power_state(bmc_endpoint(self.secrets, hardware), hw.mac_of(hardware))
         except BMCError as exc:
             log.debug("workflow %s: BMC of %s: %s", name_of(workflow), name_of(hardware), exc.message)
             return False  # the machine controller reports BMC failures
