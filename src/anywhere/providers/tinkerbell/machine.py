@@ -16,8 +16,10 @@ through small, level-triggered phases, each reading the API (and the BMC) afresh
    booted, or it would PXE boot into nothing;
 4. **boot**: ``status.bootRequested`` is written first (so neither a conflict nor a crash resets a
    server twice), then over Redfish a one-time PXE boot is set and the server powered on
-   (power-cycled if it was on), and its power state is polled until the BMC reports it on
-   (:data:`BOOT_TIMEOUT` later the request is made again, as a failed attempt);
+   (power-cycled if it was on), and its power state is polled until the BMC reports it on. A
+   server still off :data:`BOOT_REASK_AFTER` later is asked again for PXE and power on (harmless
+   to a server already on, unlike a second cycle); :data:`BOOT_TIMEOUT` later the attempt fails
+   and is made again;
 5. **workflow runs**: the netbooted server runs the workflow (stream the OS image, write its
    configuration, reboot). No server boots here: :mod:`~anywhere.providers.tinkerbell.runner`
    plays its tink-worker;
@@ -115,6 +117,10 @@ NO_HARDWARE: Final = "NoHardwareAvailable"
 POWER_POLL: Final = 1.0
 # How long a server may take to report the power state asked of it before the request is repeated.
 BOOT_TIMEOUT: Final = 120.0
+# How long a server may still report off after its boot was recorded before PXE and power on are
+# asked again: longer than a BMC takes to apply a change, so a request that never reached the BMC
+# (the plane stopped between recording and asking) is made again well before BOOT_TIMEOUT.
+BOOT_REASK_AFTER: Final = 15.0
 # How often a provisioned machine's power state is looked at again.
 POWER_CHECK_PERIOD: Final = 60.0
 
@@ -154,6 +160,7 @@ class TinkerbellMachineController(GuestMachineController):
         self.watch(CONFIGMAPS, enqueue_mapped(self._machines_of_dhcp_config))
         self.watch(SECRETS, enqueue_mapped(self._machine_of_bmc_secret))
         self._checked: dict[str, float] = {}  # key -> monotonic time its power was last seen on
+        self._reasked: dict[str, float] = {}  # key -> monotonic time a boot was last asked again
 
     # -- what brings a machine back ------------------------------------------------------------------
 
@@ -186,6 +193,17 @@ class TinkerbellMachineController(GuestMachineController):
     def forget(self, key: str) -> None:
         super().forget(key)
         self._checked.pop(key, None)
+        self._reasked.pop(key, None)
+
+    def _may_reask(self, key: str) -> bool:
+        """Whether a boot may be asked of the BMC again: at most once every
+        :data:`BOOT_REASK_AFTER`, so a slow BMC is not flooded while it applies the last one."""
+        at = time.monotonic()
+        last = self._reasked.get(key)
+        if last is not None and at - last < BOOT_REASK_AFTER:
+            return False
+        self._reasked[key] = at
+        return True
 
     # -- provisioning --------------------------------------------------------------------------------
 
@@ -355,7 +373,12 @@ class TinkerbellMachineController(GuestMachineController):
                 message = f"server {name_of(hardware)} netbooted; waiting for its workflow to finish"
                 await self.waiting(obj, "Provisioning", message)
                 return None  # the workflow's progress brings the machine back
-            if _age(requested) < BOOT_TIMEOUT:
+            age = _age(requested)
+            if age < BOOT_TIMEOUT:
+                if power_reached(power, OFF) and age >= BOOT_REASK_AFTER and self._may_reask(key):
+                    await self.bmcs.set_pxe_once(endpoint, mac)
+                    await self.bmcs.power_on(endpoint, mac)
+                    self.log.info("machine %s: %s still off; netboot asked again", key, name_of(hardware))
                 message = f"waiting for the BMC of {name_of(hardware)} to report power on (is {power})"
                 await self.waiting(obj, "PoweringOn", message)
                 return Result(requeue_after=POWER_POLL)
