@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from anywhere.providers.tinkerbell import bmc
 from anywhere.providers.tinkerbell.bmc import (
     AUTHENTICATION_FAILED,
     MISSING_CREDENTIALS,
@@ -309,6 +310,16 @@ async def test_the_password_is_in_no_message_and_no_log(
         assert secret not in caplog.text
         assert not [r for r in caplog.records if secret in r.getMessage()]
         assert not [m for m in messages if secret in m]
+
+
+@pytest.mark.parametrize("password", ["s3cret-pw", "abc", "x"])
+def test_an_echoed_password_never_reaches_a_message(password: str) -> None:
+    echoed = f"Base.1.0.GeneralError: bad request body {{'Password': '{password}'}}"
+    redacted = bmc._redact(echoed, password)
+    assert password not in redacted
+    assert redacted  # still says something
+    assert bmc._redact("PowerState is Off", password) == "PowerState is Off"
+    assert bmc._redact("anything", "") == "anything"
 
 
 async def test_a_closed_pool_refuses_calls(redfish: Emulator) -> None:

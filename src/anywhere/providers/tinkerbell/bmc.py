@@ -599,5 +599,10 @@ def _why(exc: BaseException) -> str:
 
 
 def _redact(text: str, password: str) -> str:
-    """``text`` without the password: a BMC's error could echo what it was sent."""
-    return text.replace(password, "***") if len(password) >= 4 else text
+    """``text`` without the password: a BMC's error could echo what it was sent. A password too
+    short to be told from the words around it withholds the whole text rather than garble it."""
+    if not password or password not in text:
+        return text
+    if len(password) < 4:
+        return "details withheld, since they may contain the BMC password"
+    return text.replace(password, "***")
