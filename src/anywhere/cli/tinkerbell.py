@@ -31,6 +31,7 @@ from anywhere.api.infra.hardware import (
     parse_hardware_csv,
     shortages,
 )
+from anywhere.api.infra.tinkerbell import images_without_bundle
 from anywhere.api.v1alpha1.tinkerbell import TinkerbellDatacenterConfig, TinkerbellMachineConfig
 from anywhere.cli.cluster import CommandError, Session, Spec, current_config, out, run_command, write_private
 from anywhere.controllers.objects import create_or_patch, labels_of, name_of, patch_at_version
@@ -139,6 +140,12 @@ def preflight(spec: Spec, csv_path: Path | None, *, for_create: bool, workload: 
                 f"--hardware-csv is for bare metal (tinkerbell) clusters; {spec.path} uses {kind}"
             )
         return
+    missing = images_without_bundle(spec.config)
+    if missing:
+        raise CommandError(
+            f"{spec.path}: {len(missing)} machine config(s) have no OS image to install",
+            details=[str(e) for e in missing],
+        )
     if csv_path is None:
         if for_create and not workload:
             raise CommandError(

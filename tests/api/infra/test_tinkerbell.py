@@ -801,6 +801,28 @@ def test_cluster_machine_namespace_matches_datacenter() -> None:
     assert _has(errors, "metadata.namespace", "must match the namespace of TinkerbellDatacenterConfig/bm")
 
 
+def test_bottlerocket_without_an_image_has_no_bundle_to_fall_back_on() -> None:
+    config = _config()
+    missing = tb.images_without_bundle(config)
+    assert [(e.obj, e.field) for e in missing] == [
+        ("TinkerbellMachineConfig/bm-cp", "spec.osImageURL"),
+        ("TinkerbellMachineConfig/bm-md", "spec.osImageURL"),
+    ]
+    assert "no EKS Anywhere release bundle" in missing[0].message
+    assert tb.images_without_bundle(_config(dc_url="http://images/bottlerocket-1.30.img.gz")) == []
+    assert (
+        tb.images_without_bundle(
+            _config(cp_url="http://images/br-1.30.gz", worker_url="http://images/br-1.30.gz")
+        )
+        == []
+    )
+    with_template = _config(worker_url="http://images/br-1.30.gz")
+    _mc_of(with_template, "bm-cp").spec.template_ref = Ref(kind="TinkerbellTemplateConfig", name="mine")
+    assert tb.images_without_bundle(with_template) == []
+    # ubuntu without a URL is refused by EKS Anywhere's own rule (create_checks), not this one
+    assert tb.images_without_bundle(_config(cp_family="ubuntu", worker_family="ubuntu")) == []
+
+
 def test_cluster_template_ref_must_exist() -> None:
     config = _config()
     _mc_of(config, "bm-cp").spec.template_ref = Ref(kind="TinkerbellTemplateConfig", name="bm-template")

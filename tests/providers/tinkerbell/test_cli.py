@@ -200,6 +200,26 @@ def test_too_little_hardware_is_refused_before_anything_is_made(redfish: Emulato
     assert not (tmp_path / "short").exists()
 
 
+def test_bottlerocket_without_an_image_is_refused_before_anything_is_made(
+    redfish: Emulator, tmp_path: Path
+) -> None:
+    """EKS Anywhere would stream its release bundle's Bottlerocket image; anywhere has no bundles."""
+    csv = write_csv(tmp_path / "hardware.csv", redfish, ROLES)
+    spec = write_spec(tmp_path, "rocket", "1.30")
+    documents = list(yaml.safe_load_all(spec.read_text()))
+    for document in documents:
+        document["spec"].pop("osImageURL", None)
+        if document["kind"] == "TinkerbellMachineConfig":
+            document["spec"]["osFamily"] = "bottlerocket"
+    spec.write_text(yaml.safe_dump_all(documents))
+    result = cli(tmp_path, "create", "cluster", "-f", str(spec), "--hardware-csv", str(csv))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "TinkerbellMachineConfig/rocket-cp: spec.osImageURL" in result.stderr
+    assert "no EKS Anywhere release bundle" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "rocket").exists()
+
+
 def test_a_bad_csv_lists_every_problem(redfish: Emulator, tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "hardware.csv", redfish, {"hw-1": "cp", "hw-3": "worker", "hw-4": "worker"})
     text = (

@@ -118,7 +118,8 @@ def test_redhat_default_writes_to_partition_1_with_quoted_urls() -> None:
 
 
 def test_bottlerocket_default_writes_bootconfig_user_data_and_network() -> None:
-    tpl = default_template("bottlerocket", name="demo", os_image_url="", tinkerbell_ip="10.10.0.5")
+    image = "https://images.example/bottlerocket-1-30.img.gz"
+    tpl = default_template("bottlerocket", name="demo", os_image_url=image, tinkerbell_ip="10.10.0.5")
     Workflow.model_validate(tpl, by_name=False)
     assert names(tpl) == [
         "stream-image",
@@ -136,7 +137,7 @@ def test_bottlerocket_default_writes_bootconfig_user_data_and_network() -> None:
     assert netplan["environment"]["DEST_PATH"] == "/net.toml"
     assert netplan["environment"]["STATIC_BOTTLEROCKET"] == "true"
     assert {a["environment"]["DEST_DISK"] for a in (bootconfig, user_data, netplan)} == {partition}
-    assert actions(tpl)[0]["environment"]["IMG_URL"] == ""  # the release bundle's image in EKS Anywhere
+    assert actions(tpl)[0]["environment"]["IMG_URL"] == image
 
 
 def test_default_template_refuses_what_eks_anywhere_refuses() -> None:
@@ -146,6 +147,11 @@ def test_default_template_refuses_what_eks_anywhere_refuses() -> None:
         default_template("windows", name="demo", os_image_url="https://x", tinkerbell_ip="10.10.0.5")
     with pytest.raises(ValueError, match=r"osImageURL is required for osFamily ubuntu"):
         default_template("ubuntu", name="demo", os_image_url="", tinkerbell_ip="10.10.0.5")
+    # EKS Anywhere takes Bottlerocket's image from its release bundle; there are none here.
+    with pytest.raises(
+        ValueError, match=r"osImageURL is required for osFamily bottlerocket: .* anywhere has none"
+    ):
+        default_template("bottlerocket", name="demo", os_image_url="", tinkerbell_ip="10.10.0.5")
 
 
 def test_a_compat_bottlerocket_cluster_renders_the_default() -> None:
@@ -158,7 +164,7 @@ def test_a_compat_bottlerocket_cluster_renders_the_default() -> None:
     values = replace(
         VALUES,
         os_family=machine["spec"]["osFamily"],
-        os_image_url="",
+        os_image_url="https://images.example/bottlerocket.img.gz",  # the file leaves it to the bundle
         tinkerbell_ip=datacenter["spec"]["tinkerbellIP"],
     )
     rendered = render_workflow(None, values)

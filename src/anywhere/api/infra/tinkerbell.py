@@ -4,7 +4,9 @@ Static validation is what EKS Anywhere's own Tinkerbell kinds and Cluster valida
 Tinkerbell provider validator checks when a cluster is created, short of looking at hardware (one OS
 family, OS image URLs naming the Kubernetes version, rollout strategies, distinct Tinkerbell and
 endpoint IPs, ...), is in ``create_checks``. Hardware inventory, BMC reachability and whether an IP is
-already taken are checked by the provider when it runs.
+already taken are checked by the provider when it runs. ``images_without_bundle`` is anywhere's own
+rule on top: with no EKS Anywhere release bundle to take a Bottlerocket image from, every machine
+config needs an ``osImageURL`` (or a template of its own).
 """
 
 from __future__ import annotations
@@ -319,7 +321,7 @@ def validate_cluster(config: ClusterConfig) -> list[FieldError]:
             )
 
     found: list[FieldError] = []
-    for machine in _used_machines(config):
+    for machine in used_machines(config):
         ref = machine.spec.template_ref
         if (
             ref is not None
@@ -379,7 +381,7 @@ def create_checks(config: ClusterConfig) -> list[FieldError]:
     groups = [_machine(config, group.machine_group_ref) for group in cluster.worker_groups]
     etcd = spec.external_etcd_configuration
     etcd_machine = _machine(config, etcd.machine_group_ref if etcd else None)
-    used = _used_machines(config)
+    used = used_machines(config)
 
     for machine in used:
         if machine.namespace != datacenter.namespace:
@@ -417,7 +419,28 @@ def create_checks(config: ClusterConfig) -> list[FieldError]:
     return _unique([*errors.errors, *found])
 
 
-def _used_machines(config: ClusterConfig) -> list[TinkerbellMachineConfig]:
+def images_without_bundle(config: ClusterConfig) -> list[FieldError]:
+    """The Bottlerocket machine configs in use that neither name an ``osImageURL`` (nor does the
+    datacenter) nor bring a template: EKS Anywhere streams its release bundle's image to those, and
+    anywhere has no release bundles. (Other OS families need the URL by EKS Anywhere's own rules.)"""
+    datacenter = config.datacenter
+    if not isinstance(datacenter, TinkerbellDatacenterConfig) or datacenter.spec.os_image_url:
+        return []
+    return [
+        FieldError(
+            machine.ref,
+            "spec.osImageURL",
+            f"osImageURL is required: anywhere has no EKS Anywhere release bundle to take the Bottlerocket "
+            f"image from; set it here or on {datacenter.ref}, or name a TinkerbellTemplateConfig",
+        )
+        for machine in used_machines(config)
+        if machine.spec.os_family == BOTTLEROCKET
+        and not machine.spec.os_image_url
+        and not (machine.spec.template_ref and machine.spec.template_ref.name)
+    ]
+
+
+def used_machines(config: ClusterConfig) -> list[TinkerbellMachineConfig]:
     """The machine configs the Cluster's control plane, worker groups and etcd refer to, once each."""
     spec = config.cluster.spec
     control_plane = spec.control_plane_configuration

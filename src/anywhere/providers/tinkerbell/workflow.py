@@ -101,9 +101,9 @@ _CLOUD_INIT: Final = (
 class WorkflowValues:
     """What a template is rendered with: one machine's hardware and where its OS comes from.
 
-    ``os_image_url`` may be empty for bottlerocket only: EKS Anywhere then streams its release
-    bundle's Bottlerocket image for ``kubernetes_version``; there is no bundle here (and no server
-    fetches the image), so the default template's ``IMG_URL`` stays empty.
+    ``os_image_url`` is what the default template streams; EKS Anywhere falls back to its release
+    bundle's Bottlerocket image, but there are no bundles here, so the default needs it for every
+    OS family.
     """
 
     hardware_name: str
@@ -151,13 +151,18 @@ def _reboot() -> Obj:
 
 def default_template(os_family: str, *, name: str, os_image_url: str, tinkerbell_ip: str) -> Obj:
     """EKS Anywhere's default workflow for ``os_family`` (see the module doc), disks and worker left
-    as placeholders. Raises ValueError for an unknown OS family, or for ubuntu and redhat without an
-    image (EKS Anywhere imports Bottlerocket images only)."""
+    as placeholders. Raises ValueError for an unknown OS family, or without an image (EKS Anywhere
+    imports Bottlerocket images from its release bundle; anywhere has none)."""
     if os_family not in _PARTITION:
         raise ValueError(f"unknown osFamily {os_family!r}: expected one of {', '.join(sorted(_PARTITION))}")
-    if os_family != BOTTLEROCKET and not os_image_url:
+    if not os_image_url:
+        bundle = (
+            " (EKS Anywhere would take Bottlerocket's from its release bundle; anywhere has none)"
+            if os_family == BOTTLEROCKET
+            else ""
+        )
         raise ValueError(
-            f"osImageURL is required for osFamily {os_family}: only bottlerocket images are imported"
+            f"osImageURL is required for osFamily {os_family}: the default workflow streams it{bundle}"
         )
     partition = f"{{{{ formatPartition ( index .Hardware.Disks 0 ) {_PARTITION[os_family]} }}}}"
     hegel = f"http://{tinkerbell_ip}:{HEGEL_PORT}"
