@@ -219,7 +219,13 @@ def test_targets_are_the_clusters_selected_machines_without_skipped_ones() -> No
     skipped["metadata"]["annotations"] = {"cluster.x-k8s.io/skip-remediation": ""}
     paused = _m("p")
     paused["metadata"]["annotations"] = {"cluster.x-k8s.io/paused": "true"}
-    outcome = assess(mhc, [Target(skipped, None), Target(paused, None), Target(_m("a"), _node("a"))], NOW)
+    upgrading = _m("u")
+    upgrading["metadata"]["annotations"] = {"anywhere.eks.amazonaws.com/in-place-upgrade-needed": "v1.31.0"}
+    outcome = assess(
+        mhc,
+        [Target(skipped, None), Target(paused, None), Target(upgrading, None), Target(_m("a"), _node("a"))],
+        NOW,
+    )
     assert [v.name for v in outcome.verdicts] == ["a"]
 
 

@@ -21,7 +21,8 @@ its time is up. When the unhealthy targets (those not healthy, pending ones incl
 ``spec.unhealthyRange`` ("[min-max]"), remediation is short-circuited: the check's condition
 RemediationAllowed is False (TooManyUnhealthy) and no machine is marked. Otherwise each unhealthy
 machine gets OwnerRemediated False (WaitingForRemediation), which its owner acts on: a MachineSet
-replaces the machine, a KubeadmControlPlane remediates its own.
+replaces the machine, a KubeadmControlPlane remediates its own. Paused machines, those annotated
+``cluster.x-k8s.io/skip-remediation`` and those being upgraded in place are not targets.
 
 The decisions are the pure function :func:`assess`; the controller only gathers its inputs (the
 targets from the Machine cache, their Nodes from the workload cluster's Node cache) and writes
@@ -41,7 +42,7 @@ from typing import Any, Final
 from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.api.duration import format_duration, parse_duration
 from anywhere.apiserver.selectors import label_selector_from_dict
-from anywhere.controllers import conditions
+from anywhere.controllers import conditions, inplace
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     annotations_of,
@@ -272,7 +273,15 @@ def selects(mhc: Obj, machine: Obj) -> bool:
 
 
 def _skipped(machine: Obj) -> bool:
-    return is_paused(machine) or SKIP_REMEDIATION_ANNOTATION in annotations_of(machine)
+    """Paused machines, those annotated to skip remediation, as in Cluster API, and those being
+    upgraded in place: their Node is cordoned and restarts its kubelet on purpose, and replacing
+    it midway would undo the upgrade strategy the user chose (the InPlaceUpgraded condition
+    reports an upgrade that does not finish)."""
+    return (
+        is_paused(machine)
+        or SKIP_REMEDIATION_ANNOTATION in annotations_of(machine)
+        or bool(inplace.requested(machine))
+    )
 
 
 def assess(mhc: Obj, targets: Sequence[Target], now: float) -> Assessment:
