@@ -21,8 +21,6 @@ Each figure is printed with its ratio to the baseline per server. Nothing here a
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the emulator's launcher lives with the tests
 
+from tests.harness import run_anywhere  # noqa: E402
 from tests.providers.tinkerbell.spec import ROLES, write_csv, write_spec  # noqa: E402
 from tests.redfish import Emulator, fake_systems, start  # noqa: E402
 
@@ -65,18 +64,8 @@ def baseline(emulator: Emulator, count: int) -> float:
 
 
 def cli(folder: Path, *args: str) -> float:
-    environment = dict(os.environ)
-    environment.pop("KUBECONFIG", None)
     started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "anywhere", *args],
-        cwd=folder,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
+    result = run_anywhere(folder, *args, timeout=1800)
     if result.returncode != 0:
         raise SystemExit(f"anywhere {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return time.perf_counter() - started

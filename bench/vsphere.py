@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the simulator's launcher lives with the tests
 
+from tests.harness import run_anywhere  # noqa: E402
 from tests.providers.vsphere.spec import write  # noqa: E402
 from tests.vcsim import DEFAULT_CONFIG, Vcsim, build, connect, start, wait_for  # noqa: E402
 
@@ -66,17 +67,9 @@ def baseline(v: Vcsim, count: int) -> float:
 
 
 def timed(folder: Path, v: Vcsim, *args: str) -> float:
-    env = {**os.environ, "EKSA_VSPHERE_USERNAME": v.username, "EKSA_VSPHERE_PASSWORD": v.password}
-    env.pop("KUBECONFIG", None)
+    env = {"EKSA_VSPHERE_USERNAME": v.username, "EKSA_VSPHERE_PASSWORD": v.password}
     started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "anywhere", *args],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_anywhere(folder, *args, env=env, timeout=None)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"anywhere {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

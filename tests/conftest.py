@@ -135,25 +135,6 @@ CILIUM: dict[str, Any] = {
 }
 
 
-def run_anywhere(
-    folder: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 900
-) -> subprocess.CompletedProcess[str]:
-    """``anywhere ARGS`` in ``folder`` as a user would run it (no KUBECONFIG from this process;
-    ``env`` added), its output captured; ``timeout`` bounds a hung command, it is no expectation."""
-    environment = dict(os.environ)
-    environment.pop("KUBECONFIG", None)
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "anywhere", *args],
-        cwd=folder,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def kubectl_json(kubeconfig: Path, *args: str, must: bool = True) -> Any:
     """``kubectl --kubeconfig KUBECONFIG ARGS -o json`` (the machine's kubectl), parsed; with
     ``must=False``, None when kubectl fails (the API does not answer yet, the object is not there)."""

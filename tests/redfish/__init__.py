@@ -35,8 +35,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -56,6 +54,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from anywhere.storage.etcd_server import free_ports
+from tests.harness import log_tail, terminate
 
 __all__ = [
     "NAMESPACE",
@@ -139,7 +140,7 @@ class Emulator:
 
     def log_tail(self, limit: int = 4000) -> str:
         """The end of the emulator's log (werkzeug's request lines, tracebacks)."""
-        return _tail(self.log_path, limit)
+        return log_tail(self.log_path, limit)
 
     def system(self, key: str) -> FakeSystem:
         """The system with this name or MAC (any case)."""
@@ -239,13 +240,7 @@ class Emulator:
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL after ``grace`` s; removes the directory :func:`start` made. Idempotent."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, grace)
         if self.process.stdin is not None:
             self.process.stdin.close()
         if self._own_directory:
@@ -283,12 +278,12 @@ def start(
         _write_files(directory, systems, username, password)
         # A port found free may be taken before the emulator binds it: try another one then.
         for attempt in range(3):
-            port = _free_port()
+            port = free_ports(1)[0]
             process = _spawn(directory, port)
             try:
                 _wait_ready(process, port, directory / "emulator.log", time.monotonic() + timeout)
             except EmulatorError:
-                if attempt < 2 and "Address already in use" in _tail(directory / "emulator.log", 4000):
+                if attempt < 2 and "Address already in use" in log_tail(directory / "emulator.log", 4000):
                     continue
                 raise
             return Emulator(
@@ -357,7 +352,7 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, log_path: Path, dea
         if process.poll() is not None:
             raise EmulatorError(
                 f"sushy-emulator exited with {process.returncode} before it served\n"
-                f"--- its log ---\n{_tail(log_path, 4000)}"
+                f"--- its log ---\n{log_tail(log_path, 4000)}"
             )
         try:
             with urllib.request.urlopen(url, timeout=2, context=_unverified_context()) as answer:
@@ -369,16 +364,9 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, log_path: Path, dea
             process.kill()
             process.wait()
             raise EmulatorError(
-                f"sushy-emulator did not answer on {url}\n--- its log ---\n{_tail(log_path, 4000)}"
+                f"sushy-emulator did not answer on {url}\n--- its log ---\n{log_tail(log_path, 4000)}"
             )
         time.sleep(0.05)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _unverified_context() -> ssl.SSLContext:
@@ -413,11 +401,3 @@ def _self_signed_certificate() -> tuple[bytes, bytes]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
-def _tail(path: Path, limit: int) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    return data[-limit:].decode(errors="replace")

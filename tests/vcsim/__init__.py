@@ -29,7 +29,6 @@ import os
 import secrets
 import selectors
 import shutil
-import signal
 import ssl
 import subprocess
 import tempfile
@@ -43,6 +42,8 @@ from typing import Any, Final
 
 from pyVmomi import SoapAdapter, pbm, vim, vmodl
 from pyVmomi.VmomiSupport import ManagedObject
+
+from tests.harness import log_tail, terminate
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -198,17 +199,11 @@ class Vcsim:
 
     def log_tail(self, limit: int = 4000) -> str:
         """The end of the simulator's log."""
-        return _tail(self.log_path, limit)
+        return log_tail(self.log_path, limit)
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds. Idempotent."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, grace)
         for stream in (self.process.stdin, self.process.stdout):
             if stream is not None:
                 stream.close()
@@ -266,7 +261,7 @@ def start(
         if process.poll() is None:
             process.kill()
         process.wait()
-        tail = _tail(log_path, 4000)
+        tail = log_tail(log_path, 4000)
         if own_log:
             log_path.unlink(missing_ok=True)
         if isinstance(e, VcsimError | BrokenPipeError | json.JSONDecodeError):
@@ -305,14 +300,6 @@ def _read_line(process: subprocess.Popen[bytes], deadline: float) -> str:
                 raise VcsimError(f"exited with code {process.wait()} before it was ready")
             buffer += chunk
     return buffer.split(b"\n", 1)[0].decode()
-
-
-def _tail(path: Path, limit: int) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    return data[-limit:].decode(errors="replace")
 
 
 def default_config() -> dict[str, Any]:

@@ -30,6 +30,7 @@ from anywhere.controllers.resources import SYSTEM_NAMESPACE
 from anywhere.providers.netns._host import processes_naming
 from anywhere.providers.netns.inventory import cleanup_all, leaks, scope_id
 from tests.conftest import kubectl_json
+from tests.harness import run_anywhere
 from tests.providers.netns.hardware import requires_root
 from tests.providers.netns.plane import DHCP_START, SETTLE, VIP, cluster_documents, our_namespaces, until
 
@@ -41,17 +42,7 @@ WORKLOAD_VIP = "10.231.0.11"
 
 def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m anywhere ARGS` in ``folder`` (blocking: the commands wait for the cluster)."""
-    env = {**os.environ}
-    env.pop("KUBECONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "anywhere", *args],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
+    return run_anywhere(folder, *args, timeout=CLI_TIMEOUT)
 
 
 def write_spec(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +34,7 @@ from anywhere.providers.tinkerbell.bmc import (
     endpoint_of,
     power_reached,
 )
+from anywhere.storage.etcd_server import free_ports
 from tests.redfish import Emulator, FakeSystem, start
 
 # The emulator takes up to 11 s for a power change; polling sees it within a fifth of a second.
@@ -48,10 +48,7 @@ def endpoint(emulator: Emulator, name: str, **secret: str) -> BMCEndpoint:
 
 def closed_port() -> int:
     """A port of 127.0.0.1 nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+    return free_ports(1)[0]
 
 
 @pytest.fixture

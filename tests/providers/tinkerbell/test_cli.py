@@ -28,7 +28,8 @@ import pytest
 import yaml
 
 from anywhere.api.capi.tinkerbell import HARDWARE_OWNER_NAME_LABEL
-from tests.conftest import kubectl_json, run_anywhere
+from tests.conftest import kubectl_json
+from tests.harness import run_anywhere
 from tests.providers.tinkerbell.spec import ROLES, write_csv, write_spec
 from tests.redfish import Emulator
 

@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 
 from anywhere.providers.vsphere.vm import CLUSTER_KEY
-from tests.conftest import kubectl_json, run_anywhere
+from tests.conftest import kubectl_json
+from tests.harness import run_anywhere
 from tests.providers.vsphere.spec import TEMPLATES, documents, write
 from tests.vcsim import Vcsim, attached_tags, connect, vms_with_extra_config
 
