@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from anywhere.controllers.etcd import EtcdAdmin
     from anywhere.runtime import Controller, KubeConfig, Resource, SocketFactory
 
-__all__ = ["CREATE_ERROR", "Provider", "control_plane_host"]
+__all__ = ["CREATE_ERROR", "UPDATE_ERROR", "Provider", "control_plane_host"]
 
 Obj = dict[str, Any]
 
@@ -19,6 +19,7 @@ Obj = dict[str, Any]
 # What a machine that failed to come up is to Cluster API (``failureReason``): a terminal error
 # creating it, so health checks and the control plane replace it.
 CREATE_ERROR: Final = "CreateError"
+UPDATE_ERROR: Final = "UpdateError"
 
 
 def control_plane_host(cluster: Cluster) -> str | None:

@@ -14,6 +14,7 @@ the guest's node.
 
 from __future__ import annotations
 
+import base64
 import copy
 import logging
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anywhere.api.capi import CLUSTER_NAME_LABEL
-from anywhere.controllers.conditions import READY, set_false, set_true
+from anywhere.controllers.conditions import ERROR, READY, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     add_finalizer,
@@ -41,6 +42,7 @@ from anywhere.controllers.resources import CAPI_CLUSTERS, MACHINES, SECRETS
 from anywhere.providers.kubelet import internal_ip
 from anywhere.providers.retries import InfrastructureError, Retries
 from anywhere.providers.sim.guest import SimulatedGuest
+from anywhere.providers.sim.served import cluster_name_of
 from anywhere.runtime import (
     Controller,
     Resource,
@@ -120,7 +122,7 @@ class GuestMachineController(Controller):
 
     def _machines_of_cluster(self, cluster: Obj) -> Iterable[str]:
         namespace = namespace_of(cluster)
-        name = labels_of(cluster).get(CLUSTER_NAME_LABEL) or name_of(cluster)
+        name = cluster_name_of(cluster)
         for machine in of_cluster(self.machines, namespace, name):
             yield f"{namespace}/{name_of(machine)}"
 
@@ -180,7 +182,26 @@ class GuestMachineController(Controller):
             return None
         return MachineInputs(owner, str(data_secret), cluster_name, cluster)
 
+    def bootstrap_data(self, obj: Obj, data_secret: str) -> bytes | None:
+        """The bootstrap data (cloud-init or Bottlerocket settings) in Secret ``data_secret`` of the
+        machine's namespace, as cached; None while the Secret is not there."""
+        secret = self.secrets.get(f"{namespace_of(obj)}/{data_secret}")
+        if secret is None:
+            return None
+        return base64.b64decode(str((secret.get("data") or {}).get("value") or ""))
+
     # -- conditions ----------------------------------------------------------------------------------
+
+    async def fail_terminally(
+        self, key: str, obj: Obj, failure_reason: str, reason: str, message: str
+    ) -> None:
+        """Mark the machine failed for good (``failureReason``, ``Ready=False`` as an error): it is
+        not repaired but replaced, by its MachineSet or control plane after its health check."""
+        status = copy.deepcopy(obj.get("status") or {})
+        status.update(ready=False, failureReason=failure_reason, failureMessage=message)
+        set_false(status, READY, reason, message, ERROR)
+        await write_status(self.ctx.client, self.resource, obj, status)
+        self.log.warning("machine %s: %s", key, message)
 
     async def waiting(self, obj: Obj, reason: str, message: str, severity: str = "Info") -> Obj:
         """``Ready=False`` with why the machine is not there yet."""

@@ -46,7 +46,6 @@ STATE_RUNNING: Final = "STATE_RUNNING"
 STATE_SUCCESS: Final = "STATE_SUCCESS"
 STATE_FAILED: Final = "STATE_FAILED"
 STATE_TIMEOUT: Final = "STATE_TIMEOUT"
-WORKFLOW_STATES: Final = (STATE_PENDING, STATE_RUNNING, STATE_SUCCESS, STATE_FAILED, STATE_TIMEOUT)
 
 _READY = column("Ready", ".status.ready", "boolean", "Whether the infrastructure is ready")
 

@@ -24,7 +24,7 @@ Choices, and why:
   for an answer.
 - Nothing here waits for a power change to happen (BMCs take seconds to minutes): controllers read
   :meth:`BMCs.power_state` on their next pass until :func:`power_reached`; :meth:`BMCs.wait_for_power`
-  is for the CLI and the tests.
+  is for tests and scripts.
 
 The password is never in a message, a ``repr`` or a log line of ours; sushy logs every request at
 DEBUG, but with its headers passed per request (the basic credentials are on its HTTP session,
@@ -299,15 +299,16 @@ class BMCs:
         """Cut the power (``ForceOff``), unless the system is off or powering off already."""
         await self._call(endpoint, mac, "power off", _power_off)
 
-    async def power_cycle(self, endpoint: BMCEndpoint, mac: str) -> None:
-        """Restart a system that is on (``ForceRestart``), power on one that is not."""
-        await self._call(endpoint, mac, "power cycle", _power_cycle)
+    async def power_cycle(self, endpoint: BMCEndpoint, mac: str) -> str:
+        """Restart a system that is on (``ForceRestart``), power on one that is not; returns the
+        power state it was in."""
+        return await self._call(endpoint, mac, "power cycle", _power_cycle)
 
     async def wait_for_power(
         self, endpoint: BMCEndpoint, mac: str, wanted: str, timeout: float, interval: float = 1.0
     ) -> str:
         """Poll the power state every ``interval`` s until it is ``wanted`` (returned);
-        BMCError(TIMEOUT) naming the last state seen after ``timeout`` s. For the CLI and tests:
+        BMCError(TIMEOUT) naming the last state seen after ``timeout`` s. For tests and scripts:
         controllers requeue instead."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -512,11 +513,13 @@ def _power_off(endpoint: BMCEndpoint, system: Any) -> None:
     _reset(endpoint, system, sushy.ResetType.FORCE_OFF)
 
 
-def _power_cycle(endpoint: BMCEndpoint, system: Any) -> None:
-    if _state(system) == ON:
+def _power_cycle(endpoint: BMCEndpoint, system: Any) -> str:
+    state = _state(system)
+    if state == ON:
         _reset(endpoint, system, sushy.ResetType.FORCE_RESTART, sushy.ResetType.POWER_CYCLE)
     else:
         _reset(endpoint, system, sushy.ResetType.ON, sushy.ResetType.FORCE_ON)
+    return state
 
 
 def _reset(endpoint: BMCEndpoint, system: Any, *choices: Any) -> None:

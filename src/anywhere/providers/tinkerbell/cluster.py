@@ -50,7 +50,7 @@ from anywhere.controllers.resources import (
     TINKERBELL_MACHINES,
 )
 from anywhere.providers.retries import without_attempts
-from anywhere.providers.sim.served import ServedClusterController
+from anywhere.providers.sim.served import ServedClusterController, cluster_name_of
 from anywhere.providers.tinkerbell import pool as hw
 from anywhere.providers.tinkerbell.bmc import BMC_REASONS
 from anywhere.providers.tinkerbell.dhcp import (
@@ -104,7 +104,7 @@ class TinkerbellClusterController(ServedClusterController):
         if obj is None or namespace is None:
             self._last_checked.pop(key, None)
             return None
-        cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL) or name_of(obj)
+        cluster_name = cluster_name_of(obj)
         if is_paused(obj) or cluster_paused(self.capi_clusters.get(f"{namespace}/{cluster_name}")):
             return None
         if deleting(obj):
@@ -184,7 +184,7 @@ class TinkerbellClusterController(ServedClusterController):
         log.info("cluster %s: DHCP configuration written with %d reservation(s)", key, len(held))
 
     async def _delete(self, key: str, obj: Obj, cluster_name: str) -> Result | None:
-        if any(True for _ in of_cluster(self.machines, namespace_of(obj), cluster_name)):
+        if of_cluster(self.machines, namespace_of(obj), cluster_name):
             return Result(requeue_after=MACHINES_GONE_POLL)
         with contextlib.suppress(NotFoundError):
             await self.ctx.client.delete(CONFIGMAPS, dhcp_config_name(cluster_name), namespace_of(obj))

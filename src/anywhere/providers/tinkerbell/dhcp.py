@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from anywhere.providers.tinkerbell.pool import interface_of, name_servers_of
+
 __all__ = [
     "DHCPConfigError",
     "DHCPSettings",
@@ -129,8 +131,7 @@ def reservation_of(hardware: Mapping[str, Any]) -> Reservation:
     server netboots from). Raises ValueError naming the hardware when that block lacks a MAC or an
     address."""
     name = str((hardware.get("metadata") or {}).get("name") or "?")
-    interfaces = (hardware.get("spec") or {}).get("interfaces") or []
-    dhcp = (interfaces[0].get("dhcp") if interfaces else None) or {}
+    dhcp = interface_of(dict(hardware))
     ip = dhcp.get("ip") or {}
     mac = str(dhcp.get("mac") or "").strip().lower()
     address = str(ip.get("address") or "").strip()
@@ -138,16 +139,13 @@ def reservation_of(hardware: Mapping[str, Any]) -> Reservation:
         raise ValueError(
             f"hardware {name} has no DHCP reservation: spec.interfaces[0].dhcp needs mac and ip.address"
         )
-    servers = dhcp.get("nameServers")
-    if servers is None:
-        servers = dhcp.get("name_servers")  # Tinkerbell's own spelling
     return Reservation(
         mac=mac,
         ip=address,
         hostname=str(dhcp.get("hostname") or name),
         netmask=str(ip.get("netmask") or ""),
         gateway=str(ip["gateway"]) if ip.get("gateway") else None,
-        nameservers=tuple(str(s) for s in servers or ()),
+        nameservers=name_servers_of(dict(hardware)),
     )
 
 

@@ -43,19 +43,16 @@ be reached: hardware is never handed out again while it may still run a node.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
 import time
 from collections.abc import Iterable
 from typing import Any, Final
 
-import yaml
-
 from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.api.capi.tinkerbell import HARDWARE_OWNER_NAME_LABEL, HARDWARE_OWNER_NAMESPACE_LABEL
 from anywhere.api.infra.hardware import affinity_score, describe_affinity, pick_hardware
-from anywhere.controllers.conditions import ERROR, READY, WARNING, now, set_false
+from anywhere.controllers.conditions import READY, WARNING, now, set_false
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     deleting,
@@ -76,7 +73,7 @@ from anywhere.controllers.resources import (
     TINKERBELL_MACHINES,
     WORKFLOWS,
 )
-from anywhere.providers.base import CREATE_ERROR
+from anywhere.providers.base import CREATE_ERROR, UPDATE_ERROR
 from anywhere.providers.guest_machines import GuestMachineController, MachineInputs
 from anywhere.providers.kubelet import node_addresses
 from anywhere.providers.sim.guest import SimulatedGuest
@@ -208,7 +205,8 @@ class TinkerbellMachineController(GuestMachineController):
     # -- provisioning --------------------------------------------------------------------------------
 
     async def provision(self, key: str, obj: Obj, inputs: MachineInputs) -> Result | None:
-        user_data = self._user_data(obj, inputs.data_secret)
+        data = self.bootstrap_data(obj, inputs.data_secret)
+        user_data = data.decode() if data is not None else None
         if user_data is None:
             message = f"waiting for bootstrap data Secret {inputs.data_secret}"
             await self.waiting(obj, "WaitingForBootstrapData", message)
@@ -222,7 +220,7 @@ class TinkerbellMachineController(GuestMachineController):
 
         workflow = self.workflows.get(key)
         if workflow is None:
-            await self._create_workflow(obj, inputs.owner, inputs.cluster, hardware)
+            await self._create_workflow(key, obj, inputs.owner, inputs.cluster, hardware)
             return None  # its creation brings the machine back
         state = str((workflow.get("status") or {}).get("state") or "")
         if state == STATE_SUCCESS:
@@ -243,13 +241,6 @@ class TinkerbellMachineController(GuestMachineController):
         return await self._boot(key, obj, hardware)
 
     # -- phase 1: hardware ---------------------------------------------------------------------------
-
-    def _user_data(self, obj: Obj, data_secret: str) -> str | None:
-        """The bootstrap data (cloud-init or Bottlerocket settings) of the machine's Machine."""
-        secret = self.secrets.get(f"{namespace_of(obj)}/{data_secret}")
-        if secret is None:
-            return None
-        return base64.b64decode(str((secret.get("data") or {}).get("value") or "")).decode()
 
     async def _hardware(self, key: str, obj: Obj, user_data: str) -> tuple[Obj, Obj | None]:
         """The machine (as written) and the hardware it holds, claimed now if need be (None while
@@ -304,7 +295,7 @@ class TinkerbellMachineController(GuestMachineController):
 
     # -- phase 2: workflow ---------------------------------------------------------------------------
 
-    async def _create_workflow(self, obj: Obj, owner: Obj, cluster: Obj, hardware: Obj) -> None:
+    async def _create_workflow(self, key: str, obj: Obj, owner: Obj, cluster: Obj, hardware: Obj) -> None:
         spec = obj.get("spec") or {}
         dhcp = hw.interface_of(hardware)
         ip = dhcp.get("ip") or {}
@@ -320,19 +311,15 @@ class TinkerbellMachineController(GuestMachineController):
             ip=str(ip.get("address") or ""),
             netmask=str(ip.get("netmask") or ""),
             gateway=str(ip.get("gateway") or ""),
-            nameservers=tuple(str(n) for n in dhcp.get("nameServers") or ()),
+            nameservers=hw.name_servers_of(hardware),
             kubernetes_version=str((owner.get("spec") or {}).get("version") or ""),
         )
         override = spec.get("templateOverride")
         try:
-            template = yaml.safe_load(str(override)) if override else None
-            rendered = render_workflow(template, values)
-        except (ValueError, yaml.YAMLError) as exc:
-            status = copy.deepcopy(obj.get("status") or {})
+            rendered = render_workflow(str(override) if override else None, values)
+        except ValueError as exc:
             message = f"the workflow template cannot be rendered for hardware {name_of(hardware)}: {exc}"
-            status.update(ready=False, failureReason=CREATE_ERROR, failureMessage=message)
-            set_false(status, READY, "WorkflowTemplateInvalid", message, ERROR)
-            await write_status(self.ctx.client, TINKERBELL_MACHINES, obj, status)
+            await self.fail_terminally(key, obj, CREATE_ERROR, "WorkflowTemplateInvalid", message)
             return
         await self.ctx.client.create(WORKFLOWS, workflow_object(obj, hardware, rendered), namespace_of(obj))
         await self.waiting(
@@ -350,11 +337,7 @@ class TinkerbellMachineController(GuestMachineController):
         message = f"workflow {name_of(workflow)} ended {wstatus.get('state')}" + (
             f" at {failed[0]}" if failed else ""
         )
-        status = copy.deepcopy(obj.get("status") or {})
-        status.update(ready=False, failureReason=CREATE_ERROR, failureMessage=message)
-        set_false(status, READY, "WorkflowFailed", message, ERROR)
-        await write_status(self.ctx.client, TINKERBELL_MACHINES, obj, status)
-        self.log.warning("machine %s: %s", key, message)
+        await self.fail_terminally(key, obj, CREATE_ERROR, "WorkflowFailed", message)
 
     # -- phase 4: boot -------------------------------------------------------------------------------
 
@@ -395,11 +378,7 @@ class TinkerbellMachineController(GuestMachineController):
         obj = await write_status(self.ctx.client, TINKERBELL_MACHINES, obj, status)
         try:
             await self.bmcs.set_pxe_once(endpoint, mac)
-            power = await self.bmcs.power_state(endpoint, mac)
-            if power_reached(power, OFF):
-                await self.bmcs.power_on(endpoint, mac)
-            else:
-                await self.bmcs.power_cycle(endpoint, mac)
+            power = await self.bmcs.power_cycle(endpoint, mac)  # powers on a server that is not on
         except BMCError as exc:
             status = copy.deepcopy(obj.get("status") or {})
             status.pop("bootRequested", None)
@@ -437,11 +416,7 @@ class TinkerbellMachineController(GuestMachineController):
                 message = (
                     f"server {name_of(hardware)} was powered off outside of anywhere (BMC reports {power})"
                 )
-                status = copy.deepcopy(obj.get("status") or {})
-                status.update(ready=False, failureReason="UpdateError", failureMessage=message)
-                set_false(status, READY, "PoweredOff", message, ERROR)
-                await write_status(self.ctx.client, TINKERBELL_MACHINES, obj, status)
-                self.log.warning("machine %s: %s", key, message)
+                await self.fail_terminally(key, obj, UPDATE_ERROR, "PoweredOff", message)
                 return None
             self._checked[key] = time.monotonic()
         return await self.run_guest(key, obj, inputs)

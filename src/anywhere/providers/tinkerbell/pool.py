@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from anywhere.api.capi.tinkerbell import HARDWARE_OWNER_NAME_LABEL, HARDWARE_OWNER_NAMESPACE_LABEL
-from anywhere.controllers.objects import labels_of, name_of, namespace_of
+from anywhere.controllers.objects import deleting, labels_of, name_of, namespace_of
 
 __all__ = [
     "address_of",
@@ -22,6 +22,7 @@ __all__ = [
     "has_bmc",
     "interface_of",
     "mac_of",
+    "name_servers_of",
     "netboot_allowed",
     "owned_by",
     "owner_of",
@@ -35,6 +36,16 @@ def interface_of(hardware: Obj) -> Obj:
     """The first network interface's DHCP settings (the one the server netboots from)."""
     interfaces = (hardware.get("spec") or {}).get("interfaces") or [{}]
     return dict(interfaces[0].get("dhcp") or {})
+
+
+def name_servers_of(hardware: Obj) -> tuple[str, ...]:
+    """The DNS servers of the netboot interface, in either spelling (ours, or Tinkerbell's own
+    ``name_servers``)."""
+    dhcp = interface_of(hardware)
+    servers = dhcp.get("nameServers")
+    if servers is None:
+        servers = dhcp.get("name_servers")
+    return tuple(str(s) for s in servers or ())
 
 
 def mac_of(hardware: Obj) -> str:
@@ -67,11 +78,7 @@ def has_bmc(hardware: Obj) -> bool:
 def free(hardware: Iterable[Obj]) -> list[Obj]:
     """The pool: hardware with a BMC that no machine holds and no one is deleting, by name."""
     return sorted(
-        (
-            h
-            for h in hardware
-            if owner_of(h) is None and has_bmc(h) and not (h.get("metadata") or {}).get("deletionTimestamp")
-        ),
+        (h for h in hardware if owner_of(h) is None and has_bmc(h) and not deleting(h)),
         key=name_of,
     )
 

@@ -40,7 +40,7 @@ from typing import Any, Final
 
 import yaml
 
-from anywhere.api.capi import CLUSTER_NAME_LABEL, INFRASTRUCTURE_API_VERSION
+from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.api.capi.tinkerbell import (
     STATE_FAILED,
     STATE_PENDING,
@@ -49,6 +49,7 @@ from anywhere.api.capi.tinkerbell import (
     STATE_TIMEOUT,
     TINKERBELL_API_VERSION,
 )
+from anywhere.controllers.objects import owner_reference
 from anywhere.providers.tinkerbell.pool import mac_of
 
 __all__ = [
@@ -507,14 +508,7 @@ def workflow_object(
     ``spec.rendered``, every action pending."""
     meta = machine.get("metadata") or {}
     cluster = (meta.get("labels") or {}).get(CLUSTER_NAME_LABEL)
-    owner = {
-        "apiVersion": machine.get("apiVersion") or INFRASTRUCTURE_API_VERSION,
-        "kind": machine.get("kind") or "TinkerbellMachine",
-        "name": meta.get("name"),
-        "uid": meta.get("uid"),
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    owner = owner_reference(dict(machine), controller=True)
     metadata: Obj = {"name": meta.get("name"), "namespace": meta.get("namespace"), "ownerReferences": [owner]}
     if cluster:
         metadata["labels"] = {CLUSTER_NAME_LABEL: cluster}

@@ -23,7 +23,6 @@ import copy
 import logging
 from typing import Any, Final
 
-from anywhere.api.capi import CLUSTER_NAME_LABEL
 from anywhere.controllers.conditions import READY, set_false, set_true
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
@@ -31,15 +30,13 @@ from anywhere.controllers.objects import (
     cluster_paused,
     deleting,
     is_paused,
-    labels_of,
-    name_of,
     of_cluster,
     remove_finalizer,
     write_status,
 )
 from anywhere.controllers.resources import SECRETS, VSPHERE_CLUSTERS, VSPHERE_MACHINES
 from anywhere.providers.retries import Retries
-from anywhere.providers.sim.served import ServedClusterController
+from anywhere.providers.sim.served import ServedClusterController, cluster_name_of
 from anywhere.providers.vsphere._vcenter import Sessions, VCenterError
 from anywhere.providers.vsphere.inventory import require_datacenter
 from anywhere.providers.vsphere.session import USER_ERRORS, session_for
@@ -70,11 +67,11 @@ class VSphereClusterController(ServedClusterController):
         if obj is None or namespace is None:
             self.retries.succeeded(key)
             return None
-        cluster_name = labels_of(obj).get(CLUSTER_NAME_LABEL) or name_of(obj)
+        cluster_name = cluster_name_of(obj)
         if is_paused(obj) or cluster_paused(self.capi_clusters.get(f"{namespace}/{cluster_name}")):
             return None
         if deleting(obj):
-            if any(True for _ in of_cluster(self.machines, namespace, cluster_name)):
+            if of_cluster(self.machines, namespace, cluster_name):
                 return Result(requeue_after=1.0)  # their VMs are removed through this cluster's vCenter
             await self.served.remove(obj)
             await remove_finalizer(self.ctx.client, VSPHERE_CLUSTERS, obj, FINALIZER)

@@ -33,7 +33,6 @@ until vCenter confirms, so a VM is never leaked by an unreachable vCenter.
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import dataclasses
 import time
@@ -42,7 +41,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from anywhere.api.infra.vsphere import DEFAULT_MEMORY_MIB, DEFAULT_NUM_CPUS
-from anywhere.controllers.conditions import ERROR, READY, WARNING, set_false
+from anywhere.controllers.conditions import READY, WARNING, set_false
 from anywhere.controllers.context import Context
 from anywhere.controllers.objects import (
     name_of,
@@ -55,6 +54,7 @@ from anywhere.controllers.resources import (
     VSPHERE_CLUSTERS,
     VSPHERE_MACHINES,
 )
+from anywhere.providers.base import UPDATE_ERROR
 from anywhere.providers.guest_machines import GuestMachineController, MachineInputs
 from anywhere.providers.kubelet import node_addresses
 from anywhere.providers.sim.guest import SimulatedGuest
@@ -185,12 +185,11 @@ class VSphereMachineController(GuestMachineController):
     def _desired(self, obj: Obj, data_secret: str, cluster_name: str) -> vms.Desired:
         """What the machine's VM must be, with the bootstrap data from its Secret."""
         namespace = namespace_of(obj)
-        secret = self.secrets.get(f"{namespace}/{data_secret}")
-        if secret is None:
+        value = self.bootstrap_data(obj, data_secret)
+        if value is None:
             raise VCenterError(
                 "WaitingForBootstrapData", f"bootstrap data Secret {namespace}/{data_secret} is not there yet"
             )
-        value = base64.b64decode(str((secret.get("data") or {}).get("value") or ""))
         spec = obj.get("spec") or {}
         return vms.Desired(
             name=name_of(obj),
@@ -281,11 +280,8 @@ class VSphereMachineController(GuestMachineController):
                     if state is None
                     else f"VM {state.name} was powered off outside of anywhere"
                 )
-                status = copy.deepcopy(obj.get("status") or {})
-                status.update(ready=False, failureReason="UpdateError", failureMessage=message)
-                set_false(status, READY, "VMGone" if state is None else "VMPoweredOff", message, ERROR)
-                await write_status(self.ctx.client, VSPHERE_MACHINES, obj, status)
-                self.log.warning("machine %s: %s", key, message)
+                reason = "VMGone" if state is None else "VMPoweredOff"
+                await self.fail_terminally(key, obj, UPDATE_ERROR, reason, message)
                 return None
             self._checked[key] = time.monotonic()
         return await self.run_guest(key, obj, inputs)
