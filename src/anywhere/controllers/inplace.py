@@ -34,13 +34,16 @@ node is still a running one.
 
 Limits, for now: the Node is uncordoned at the end even if someone had cordoned it before; the
 drain deletes pods (no eviction API, so no PodDisruptionBudget) and waits as long as it takes
-(``nodeDrainTimeout`` bounds only a deletion's drain); a MachineHealthCheck is not paused during an
-upgrade (EKS Anywhere pauses it), so a node that stays NotReady past its timeout is replaced.
+(``nodeDrainTimeout`` bounds only a deletion's drain). A machine being upgraded is no
+MachineHealthCheck's target (EKS Anywhere pauses the checks), so an upgrade that does not finish
+shows in :data:`IN_PLACE_UPGRADED` and is not undone by a replacement.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -48,7 +51,7 @@ from anywhere.api.capi.machinedeployment import StrategyType
 from anywhere.controllers import conditions
 from anywhere.controllers.machines import CLONED_FROM_NAME_ANNOTATION
 from anywhere.controllers.objects import annotations_of, name_of, namespace_of, patch_at_version
-from anywhere.controllers.resources import KUBEADM_CONFIGS, resource_of
+from anywhere.controllers.resources import KUBEADM_CONFIGS, MACHINES, resource_of
 from anywhere.runtime import Client, Informer, NotFoundError
 
 __all__ = [
@@ -64,12 +67,15 @@ __all__ = [
     "UPGRADING",
     "Step",
     "adopt_templates",
+    "ended",
     "in_flight",
     "kubelet_version",
     "next_step",
     "node_version",
+    "request",
     "requested",
     "upgraded",
+    "upgrading",
     "version_key",
     "version_matches",
 ]
@@ -184,10 +190,7 @@ def next_step(machine: Obj, node: Obj | None) -> Step | None:
             return Step("drain", CORDONING, f"Cordoning Node {name} to upgrade it in place to {wanted}")
         return Step("drain", DRAINING, f"Draining Node {name} to upgrade it in place to {wanted}")
     running = node_version(node)
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (node.get("status") or {}).get("conditions") or ()
-    )
+    ready = conditions.is_true(node, conditions.READY)
     if not version_matches(running, wanted) or not ready:
         now = f"kubelet {running}" if running else "no kubelet version yet"
         state = "" if ready else ", not Ready"
@@ -198,6 +201,24 @@ def next_step(machine: Obj, node: Obj | None) -> Step | None:
 
 
 # -- the owners' bookkeeping ---------------------------------------------------------------------------
+
+
+async def request(client: Client, machine: Obj, version: str) -> None:
+    """Ask ``machine`` to be upgraded in place to ``version`` (a machine gone meanwhile needs nothing)."""
+    with contextlib.suppress(NotFoundError):
+        await patch_at_version(
+            client, MACHINES, machine, {"metadata": {"annotations": {UPGRADE_NEEDED_ANNOTATION: version}}}
+        )
+
+
+def ended() -> dict[str, None]:
+    """The annotations patch that ends a machine's in-place upgrade, for the owner's one write."""
+    return {UPGRADE_NEEDED_ANNOTATION: None, UPGRADE_TO_ANNOTATION: None}
+
+
+def upgrading(machines: Iterable[Obj]) -> list[str]:
+    """``name (version)`` of each machine being upgraded in place, sorted: for progress messages."""
+    return sorted(f"{name_of(m)} ({requested(m)})" for m in machines if in_flight(m))
 
 
 async def adopt_templates(

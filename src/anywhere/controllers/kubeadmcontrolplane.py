@@ -157,11 +157,12 @@ class ControlPlaneReconciler:
             return None
         kcp = await add_finalizer(self.ctx.client, KUBEADM_CONTROL_PLANES, kcp, FINALIZER)
         status: Obj = copy.deepcopy(kcp.get("status") or {})
+        desired = desired_of(kcp)
         if cluster is None or not (cluster.get("status") or {}).get("infrastructureReady"):
             set_false(
                 status, READY, "WaitingForInfrastructure", "the cluster's infrastructure is not ready yet"
             )
-            self._counts(kcp, status, machines, None)
+            self._counts(kcp, desired, status, machines, None)
             await write_status(self.ctx.client, KUBEADM_CONTROL_PLANES, kcp, status)
             return None
         template = await self._template(kcp)
@@ -183,10 +184,10 @@ class ControlPlaneReconciler:
         requeue: float | None = None
         if etcd is not None:
             action = self._remediation(machines, etcd) or kcp_plan.plan(
-                desired_of(kcp), [machine_view(m) for m in machines], etcd
+                desired, [machine_view(m) for m in machines], etcd
             )
             try:
-                requeue = await self._act(kcp, cluster_name, template, machines, action)
+                requeue = await self._act(kcp, desired, cluster_name, template, machines, action)
             except EtcdUnavailable as exc:
                 # A membership change etcd could not make now (no quorum, a leader change, a member
                 # still joining): say so and look again, as for an unreadable membership.
@@ -195,7 +196,7 @@ class ControlPlaneReconciler:
                 requeue = ETCD_RECHECK
         else:
             requeue = ETCD_RECHECK
-        self._counts(kcp, status, machines, etcd, etcd_problem)
+        self._counts(kcp, desired, status, machines, etcd, etcd_problem)
         await write_status(self.ctx.client, KUBEADM_CONTROL_PLANES, kcp, status)
         return Result(requeue_after=requeue) if requeue is not None else None
 
@@ -242,14 +243,19 @@ class ControlPlaneReconciler:
         return kcp_plan.RemoveEtcdMember(target, "remediating a machine a health check found unhealthy")
 
     async def _act(
-        self, kcp: Obj, cluster_name: str, template: Obj, machines: list[Obj], action: kcp_plan.Action
+        self,
+        kcp: Obj,
+        desired: kcp_plan.Desired,
+        cluster_name: str,
+        template: Obj,
+        machines: list[Obj],
+        action: kcp_plan.Action,
     ) -> float | None:
         namespace = namespace_of(kcp)
         client = self.ctx.client
         match action:
             case kcp_plan.Init() | kcp_plan.ScaleUp():
                 init = isinstance(action, kcp_plan.Init)
-                desired = desired_of(kcp)
                 machine_labels = {
                     **(((kcp.get("spec") or {}).get("machineTemplate") or {}).get("metadata") or {}).get(
                         "labels", {}
@@ -312,31 +318,26 @@ class ControlPlaneReconciler:
                 found = next((m for m in machines if name_of(m) == target), None)
                 if found is not None:
                     log.info("%s/%s: %s", namespace, name_of(kcp), action.reason)
-                    with contextlib.suppress(NotFoundError):
-                        await patch_at_version(
-                            client,
-                            MACHINES,
-                            found,
-                            {"metadata": {"annotations": {inplace.UPGRADE_NEEDED_ANNOTATION: version}}},
-                        )
+                    await inplace.request(client, found, version)
                 return None
             case kcp_plan.RecordInPlace(machine=target):
                 found = next((m for m in machines if name_of(m) == target), None)
                 if found is not None:
-                    await self._record_in_place(kcp, template, found)
+                    await self._record_in_place(kcp, desired, template, found)
                 return None
             case kcp_plan.Wait():
                 # An in-place upgrade is followed through its Machine's events; etcd is not.
-                if desired_of(kcp).in_place and any(inplace.in_flight(m) for m in machines):
+                if desired.in_place and any(inplace.in_flight(m) for m in machines):
                     return None
                 return ETCD_RECHECK
             case _:
                 return None
 
-    async def _record_in_place(self, kcp: Obj, template: Obj, machine: Obj) -> None:
+    async def _record_in_place(
+        self, kcp: Obj, desired: kcp_plan.Desired, template: Obj, machine: Obj
+    ) -> None:
         """The machine was upgraded in place: its parts take the current templates, then one write
         of the Machine makes it up to date (version, spec hash) and ends the upgrade."""
-        desired = desired_of(kcp)
         await inplace.adopt_templates(
             self.ctx.client,
             machine,
@@ -353,13 +354,7 @@ class ControlPlaneReconciler:
                 machine,
                 {
                     "spec": {"version": desired.version},
-                    "metadata": {
-                        "annotations": {
-                            SPEC_HASH_ANNOTATION: desired.spec_hash,
-                            inplace.UPGRADE_NEEDED_ANNOTATION: None,
-                            inplace.UPGRADE_TO_ANNOTATION: None,
-                        }
-                    },
+                    "metadata": {"annotations": {SPEC_HASH_ANNOTATION: desired.spec_hash, **inplace.ended()}},
                 },
             )
         log.info(
@@ -371,9 +366,14 @@ class ControlPlaneReconciler:
         )
 
     def _counts(
-        self, kcp: Obj, status: Obj, machines: list[Obj], etcd: EtcdView | None, etcd_problem: str = ""
+        self,
+        kcp: Obj,
+        desired: kcp_plan.Desired,
+        status: Obj,
+        machines: list[Obj],
+        etcd: EtcdView | None,
+        etcd_problem: str = "",
     ) -> None:
-        desired = desired_of(kcp)
         views = [machine_view(m) for m in machines]
         replicas = len(views)
         updated = sum(1 for v in views if v.up_to_date(desired) and not v.deleting)
@@ -387,7 +387,7 @@ class ControlPlaneReconciler:
             observedGeneration=int(kcp["metadata"].get("generation") or 0),
         )
         if views:
-            status["version"] = min((v.version for v in views), key=_version_key)
+            status["version"] = min((v.version for v in views), key=inplace.version_key)
         if any((m.get("status") or {}).get("nodeRef") for m in machines):
             status["initialized"] = True  # the first machine's API is up and its node registered
         status["ready"] = ready > 0
@@ -412,9 +412,7 @@ class ControlPlaneReconciler:
         if updated == replicas:
             set_condition(status, "MachinesSpecUpToDate", True)
         elif desired.in_place:
-            upgrading = sorted(
-                f"{name_of(m)} ({inplace.requested(m)})" for m in machines if inplace.in_flight(m)
-            )
+            upgrading = inplace.upgrading(machines)
             set_false(
                 status,
                 "MachinesSpecUpToDate",
@@ -472,11 +470,6 @@ class ControlPlaneReconciler:
             return None  # each machine's deletion brings us back
         await remove_finalizer(self.ctx.client, KUBEADM_CONTROL_PLANES, kcp, FINALIZER)
         return None
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    numbers = version.lstrip("v").split("-", 1)[0].split(".")
-    return tuple(int(n) if n.isdigit() else 0 for n in numbers)
 
 
 def controller(ctx: Context, *, workers: int = 4) -> Controller:

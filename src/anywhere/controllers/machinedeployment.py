@@ -79,6 +79,7 @@ from anywhere.apiserver.selectors import label_selector_from_dict
 from anywhere.controllers import conditions, inplace
 from anywhere.controllers.context import Context
 from anywhere.controllers.machineset import (
+    bootstrap_template_spec,
     is_ready,
     machine_labels,
     replicas_of,
@@ -670,18 +671,7 @@ class _Reconciler:
         """One write makes an upgraded machine ``target``'s (its parts first take the templates)."""
         template_spec = ((target.get("spec") or {}).get("template") or {}).get("spec") or {}
         config_ref = (template_spec.get("bootstrap") or {}).get("configRef") or {}
-        bootstrap_template = (
-            self.bootstrap_templates.get(
-                f"{config_ref.get('namespace') or namespace_of(md)}/{config_ref.get('name')}"
-            )
-            if config_ref.get("kind") == KUBEADM_CONFIG_TEMPLATES.kind
-            else None
-        )
-        bootstrap_spec = (
-            copy.deepcopy(((bootstrap_template.get("spec") or {}).get("template") or {}).get("spec") or {})
-            if bootstrap_template is not None
-            else None
-        )
+        bootstrap_spec = bootstrap_template_spec(self.bootstrap_templates, namespace_of(md), config_ref)
         await inplace.adopt_templates(
             self.client,
             machine,
@@ -698,7 +688,7 @@ class _Reconciler:
                 spec[field] = template_spec[field]
         meta: Obj = {
             "labels": labels,
-            "annotations": {inplace.UPGRADE_NEEDED_ANNOTATION: None, inplace.UPGRADE_TO_ANNOTATION: None},
+            "annotations": inplace.ended(),
         }
         if source is not target:
             source_uid = source["metadata"]["uid"]
@@ -753,13 +743,7 @@ class _Reconciler:
             version,
             why,
         )
-        with contextlib.suppress(NotFoundError):
-            await patch_at_version(
-                self.client,
-                MACHINES,
-                machine,
-                {"metadata": {"annotations": {inplace.UPGRADE_NEEDED_ANNOTATION: version}}},
-            )
+        await inplace.request(self.client, machine, version)
 
     def _control_plane_problem(self, md: Obj, version: str) -> str:
         """Why the workers may not be upgraded to ``version`` yet: the cluster's control plane is
@@ -794,7 +778,7 @@ class _Reconciler:
         if not olds:
             return "", ""
         message = f"{len(olds)} machines not up to date"
-        flying = sorted(f"{name_of(m)} ({inplace.requested(m)})" for m in olds if inplace.in_flight(m))
+        flying = inplace.upgrading(olds)
         if flying:
             return inplace.IN_PROGRESS_REASON, f"{message}; upgrading in place: {', '.join(flying)}"
         if waiting[0]:

@@ -280,7 +280,7 @@ def _skipped(machine: Obj) -> bool:
     return (
         is_paused(machine)
         or SKIP_REMEDIATION_ANNOTATION in annotations_of(machine)
-        or bool(inplace.requested(machine))
+        or inplace.in_flight(machine)
     )
 
 

@@ -110,6 +110,7 @@ __all__ = [
     "NODE_HEALTHY",
     "OWNER_REMEDIATED",
     "RESIZED",
+    "bootstrap_template_spec",
     "controller",
     "delete_tier",
     "is_available",
@@ -729,12 +730,11 @@ class _Reconciler:
                 BOOTSTRAP_TEMPLATE_CLONING_FAILED,
                 f"bootstrap template kind {config_ref.get('kind')!r} is not supported (only KubeadmConfigTemplate)",
             )
-        where = f"{config_ref.get('namespace') or namespace}/{config_ref.get('name')}"
-        bootstrap_template = self.bootstrap_templates.get(where)
-        if bootstrap_template is None:
+        bootstrap_spec = bootstrap_template_spec(self.bootstrap_templates, namespace, config_ref)
+        if bootstrap_spec is None:
+            where = f"{config_ref.get('namespace') or namespace}/{config_ref.get('name')}"
             return None, (BOOTSTRAP_TEMPLATE_CLONING_FAILED, f"KubeadmConfigTemplate {where} not found")
-        bootstrap_spec = ((bootstrap_template.get("spec") or {}).get("template") or {}).get("spec") or {}
-        return (infra_template, copy.deepcopy(bootstrap_spec)), None
+        return (infra_template, bootstrap_spec), None
 
     async def _ensure_parts(self, machines: Iterable[Obj], infra_template: Obj, bootstrap_spec: Obj) -> None:
         infra_machines = await self.lazy.synced(infra_machine_resource(infra_template))
@@ -832,6 +832,17 @@ class _Reconciler:
             return True
 
         await wait_for_cache(shown, f"the deletion of machines of MachineSet {name_of(ms)}")
+
+
+def bootstrap_template_spec(templates: Informer, namespace: str, config_ref: Obj) -> Obj | None:
+    """A copy of the KubeadmConfig spec in the KubeadmConfigTemplate ``config_ref`` names (in
+    ``namespace`` unless it says otherwise); None when it names another kind or is not cached."""
+    if config_ref.get("kind") != KUBEADM_CONFIG_TEMPLATES.kind:
+        return None
+    template = templates.get(f"{config_ref.get('namespace') or namespace}/{config_ref.get('name')}")
+    if template is None:
+        return None
+    return copy.deepcopy(((template.get("spec") or {}).get("template") or {}).get("spec") or {})
 
 
 def _cluster_name(ms: Obj) -> str:
