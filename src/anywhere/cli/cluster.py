@@ -18,7 +18,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import dataclasses
 import importlib
 import logging
 import os
@@ -728,7 +727,10 @@ def count_machines(cluster: Obj, machines: Iterable[Obj]) -> tuple[Counts, Count
     )
 
 
-def snapshot(cluster: Obj, machines: Iterable[Obj]) -> Snapshot:
+def snapshot(cluster: Obj, machines: Iterable[Obj], *, generation: int = 0) -> Snapshot:
+    """What the progress display shows of ``cluster``. Its failure is left out while the cluster has
+    not observed ``generation`` yet: that verdict is on an earlier spec (or on objects applied
+    halfway)."""
     machine_list = list(machines)
     found = conditions_of(cluster)
     ordered = [t for t in CONDITION_ORDER if t in found] + sorted(
@@ -753,7 +755,11 @@ def snapshot(cluster: Obj, machines: Iterable[Obj]) -> Snapshot:
         control_plane=control_plane,
         workers=workers,
         phases=tuple(sorted(phases.items())),
-        failure=str(status["failureMessage"]) if status.get("failureMessage") else None,
+        failure=(
+            str(status["failureMessage"])
+            if status.get("failureMessage") and observed_generation(cluster) >= generation
+            else None
+        ),
         deleting=bool(_meta(cluster).get("deletionTimestamp")),
         machines=len(machine_list),
         machine_failures=tuple(
@@ -1118,15 +1124,12 @@ async def wait_until_ready(
                     raise CommandError(
                         f"cluster {goal.name} was deleted from namespace {goal.namespace} while waiting for it"
                     )
-                snap = snapshot(cluster, view.machines.values())
-                if snap.failure and observed_generation(cluster) < goal.generation:
-                    # A verdict on an earlier generation (or on objects applied halfway): not shown.
-                    snap = dataclasses.replace(snap, failure=None)
+                snap = snapshot(cluster, view.machines.values(), generation=goal.generation)
                 progress.update(snap, now - start)
                 if settled(cluster, goal.generation):
                     return cluster
                 log.debug("not settled: %s", first_problem(snap))
-                if snap.failure and observed_generation(cluster) >= goal.generation:
+                if snap.failure:
                     if snap.failure != goal.stale_failure:
                         raise _failed(goal, cluster)
                     stale_since = stale_since or now
@@ -1253,8 +1256,9 @@ async def apply_and_wait(client: Client, rollout: Rollout, existing: Obj | None)
     """Check the change against the cluster as it is, apply it, wait for it; returns the Cluster."""
     spec = rollout.spec
     name, namespace = spec.name, spec.namespace
-    if existing is not None:
-        spec.refuse(validate_update(await current_config(client, existing), spec.config), "update")
+    current = await current_config(client, existing) if existing is not None else None
+    if current is not None:
+        spec.refuse(validate_update(current, spec.config), "update")
     if rollout.banner:
         out.print(rollout.banner, markup=False)
     documents = manifest(spec.config)
@@ -1266,7 +1270,7 @@ async def apply_and_wait(client: Client, rollout: Rollout, existing: Obj | None)
     before = int(_meta(existing).get("generation") or 0) if existing else 0
     stale = (existing.get("status") or {}).get("failureMessage") if existing else None
     await _vsphere().store_credentials(client, spec)
-    await _tinkerbell().store_hardware(client, spec, existing)
+    await _tinkerbell().store_hardware(client, spec, current)
     cluster = await apply_manifest(client, documents, namespace)
     generation = int(_meta(cluster).get("generation") or 1)
     if rollout.spec_out is not None:
@@ -1686,6 +1690,8 @@ class GroupChange:
     group: str
     machines: str
     change: str
+    rolls: bool = False
+    """Whether new machines replace the group's machines (its version or machine config changes)."""
 
 
 @dataclass(frozen=True)
@@ -1879,7 +1885,7 @@ def _group_change(group: str, before: int, after: int, reasons: list[str], how: 
     scale = _scale(before, after)
     if scale:
         parts.append(scale)
-    return GroupChange(group, machines, ", ".join(parts) or "no change")
+    return GroupChange(group, machines, ", ".join(parts) or "no change", rolls=bool(reasons))
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

@@ -32,8 +32,16 @@ from anywhere.api.infra.hardware import (
     shortages,
 )
 from anywhere.api.infra.tinkerbell import images_without_bundle
-from anywhere.api.v1alpha1.tinkerbell import TinkerbellDatacenterConfig, TinkerbellMachineConfig
-from anywhere.cli.cluster import CommandError, Session, Spec, current_config, out, run_command, write_private
+from anywhere.api.v1alpha1.tinkerbell import TinkerbellDatacenterConfig
+from anywhere.cli.cluster import (
+    CommandError,
+    Session,
+    Spec,
+    out,
+    plan_upgrade,
+    run_command,
+    write_private,
+)
 from anywhere.controllers.objects import create_or_patch, labels_of, name_of, patch_at_version
 from anywhere.controllers.resources import (
     HARDWARE,
@@ -210,10 +218,11 @@ def _labelled(entries: list[HardwareEntry], others: list[Obj]) -> list[tuple[str
     return out
 
 
-async def store_hardware(client: Client, spec: Spec, existing: Obj | None) -> None:
+async def store_hardware(client: Client, spec: Spec, current: ClusterConfig | None) -> None:
     """Register the CSV's hardware in the management cluster (before the cluster's objects, so its
     machines find it), after checking that the pool then holds enough for the cluster: its machines,
-    and for an upgrade that replaces machines, the spare each rolling group's maxSurge needs.
+    and for an upgrade (``current``: the cluster's configuration as it is) that replaces machines,
+    the spare each rolling group's maxSurge needs.
 
     Hardware already registered under the same name is updated: free hardware wholly, hardware a
     machine holds only in its BMC settings and credentials (its MAC and IP are the running node's)."""
@@ -247,7 +256,7 @@ async def store_hardware(client: Client, spec: Spec, existing: Obj | None) -> No
         for h in registered.values()
         if (o := _holder(h)) is None or _cluster_of(machines.get(o)) == spec.name
     ]
-    rolling = existing is not None and _replaces_machines(await current_config(client, existing), spec.config)
+    rolling = current is not None and _replaces_machines(current, spec.config)
     short = shortages(
         hardware_requirements(spec.config, rolling_spare=rolling), _labelled(spec.hardware, usable)
     )
@@ -263,11 +272,7 @@ async def store_hardware(client: Client, spec: Spec, existing: Obj | None) -> No
         if obj["kind"] == "Hardware":
             await _register(client, obj)
             continue
-        try:
-            current = await client.get(SECRETS, name_of(obj), SYSTEM_NAMESPACE)
-        except NotFoundError:
-            current = None
-        await create_or_patch(client, SECRETS, obj, current)
+        await create_or_patch(client, SECRETS, obj, None)  # creates, or compares with the one there
     if spec.hardware:
         out.print(f"Registered {len(spec.hardware)} hardware object(s) in namespace {SYSTEM_NAMESPACE}")
 
@@ -307,22 +312,11 @@ def _cluster_of(machine: Obj | None) -> str | None:
 
 
 def _replaces_machines(old: ClusterConfig, new: ClusterConfig) -> bool:
-    """Whether the upgrade replaces machines of a rolling group: a Kubernetes version, a machine
-    config or the datacenter's OS image changes (InPlace groups need no spare either way:
-    hardware_requirements adds none for them)."""
-    old_cluster, new_cluster = old.cluster, new.cluster
-    if old_cluster.spec.kubernetes_version != new_cluster.spec.kubernetes_version:
+    """Whether the upgrade replaces machines of a group: one rolls in the upgrade plan (its
+    Kubernetes version or machine config changes), or the datacenter's OS image changes (InPlace
+    groups need no spare either way: hardware_requirements adds none for them)."""
+    if any(group.rolls for group in plan_upgrade(old, new).groups):
         return True
-    old_versions = {g.name: g.kubernetes_version for g in old_cluster.worker_groups}
-    if any(
-        g.name in old_versions and old_versions[g.name] != g.kubernetes_version
-        for g in new_cluster.worker_groups
-    ):
-        return True
-    old_machines = {m.name: m.to_dict().get("spec") for m in old.of_kind(TinkerbellMachineConfig.KIND)}
-    for machine in new.of_kind(TinkerbellMachineConfig.KIND):
-        if machine.name in old_machines and old_machines[machine.name] != machine.to_dict().get("spec"):
-            return True
     old_dc, new_dc = old.datacenter, new.datacenter
     return (
         isinstance(old_dc, TinkerbellDatacenterConfig)

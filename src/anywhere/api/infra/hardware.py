@@ -37,6 +37,7 @@ from anywhere.api.config import ClusterConfig
 from anywhere.api.defaults import control_plane_rollout, worker_rollout
 from anywhere.api.infra._machine import find_machine
 from anywhere.api.v1alpha1.tinkerbell import TinkerbellMachineConfig
+from anywhere.api.validation._common import is_ip
 
 __all__ = [
     "COLUMNS",
@@ -512,15 +513,7 @@ def _endpoint(row: _Row, address: str) -> tuple[str | None, int | None]:
             row.problem("bmc_ip", f"the port of {row.show(address)} is not a TCP port (1-65535); {usage}")
             return None, None
         port = int(port_text)
-    return (host.lower() if not _is_ip(host) else str(ipaddress.ip_address(host))), port
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+    return (host.lower() if not is_ip(host) else str(ipaddress.ip_address(host))), port
 
 
 def _valid_host(host: str, *, bracketed: bool) -> bool:
@@ -531,7 +524,7 @@ def _valid_host(host: str, *, bracketed: bool) -> bool:
             return False
         return True
     if _NUMERIC_HOST.match(host):
-        return _is_ip(host)
+        return is_ip(host)
     lowered = host.lower()
     return bool(lowered) and len(lowered) <= _MAX_SUBDOMAIN and bool(_DNS_SUBDOMAIN.match(lowered))
 

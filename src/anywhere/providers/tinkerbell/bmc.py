@@ -55,6 +55,7 @@ from sushy import auth as sushy_auth
 from sushy import connector as sushy_connector
 from sushy import exceptions as sushy_exceptions
 
+from anywhere.api.infra.hardware import bmc_secret_name
 from anywhere.providers.retries import InfrastructureError
 
 __all__ = [
@@ -177,7 +178,7 @@ def auth_secret_ref(hardware: dict[str, Any]) -> tuple[str, str]:
     metadata = hardware.get("metadata") or {}
     ref = ((hardware.get("spec") or {}).get("bmc") or {}).get("authSecretRef") or {}
     namespace = str(ref.get("namespace") or metadata.get("namespace") or "")
-    return namespace, str(ref.get("name") or f"bmc-{metadata.get('name', '')}-auth")
+    return namespace, str(ref.get("name") or bmc_secret_name(str(metadata.get("name", ""))))
 
 
 def endpoint_of(hardware: dict[str, Any], secret: dict[str, Any] | None) -> BMCEndpoint:
